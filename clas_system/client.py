@@ -1,0 +1,134 @@
+"""The HTTP client: `Client("http://127.0.0.1:8866").classify(["a.jpg", "b.png"])`.
+
+Images may be paths, encoded bytes, numpy arrays (HWC RGB uint8) or PIL images. They are sent
+as base64 of the encoded file (what the server decodes, never a server-side path), split into
+requests of `images_per_request`. A server-side error raises `ServerError` with its status and
+message.
+"""
+import argparse
+import json
+import os
+import sys
+
+import requests
+
+from .codec import b64encode_image
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+class ServerError(RuntimeError):
+    """The server answered with an error: `status` is PaddleHub's code ("101": the module
+    refused the request), `message` the server's explanation."""
+
+    def __init__(self, status, message):
+        super().__init__(f"server error {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+def as_list(images):
+    return list(images) if isinstance(images, (list, tuple)) else [images]
+
+
+class Client:
+    def __init__(self, url="http://127.0.0.1:8866", timeout=60.0, images_per_request=16, token=None,
+                 session=None):
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.images_per_request = images_per_request
+        self.token = token
+        self.session = session or requests.Session()
+
+    def call(self, module, payload):
+        """POST a JSON payload to /predict/<module>; returns the `results` of a success."""
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        response = self.session.post(f"{self.url}/predict/{module}", json=payload, headers=headers,
+                                     timeout=self.timeout)
+        try:
+            body = response.json()
+        except ValueError:
+            raise ServerError(str(response.status_code), response.text[:500]) from None
+        if response.status_code != 200 or body.get("status") != "000":
+            raise ServerError(body.get("status", str(response.status_code)), body.get("msg", response.text[:500]))
+        return body["results"]
+
+    def _per_image(self, module, images, extra, key):
+        results = []
+        images = as_list(images)
+        for start in range(0, len(images), self.images_per_request):
+            chunk = images[start:start + self.images_per_request]
+            payload = {"images": [b64encode_image(image) for image in chunk], **extra}
+            results.extend(self.call(module, payload)[key])
+        return results
+
+    def classify(self, images, top_k=None, module="clas_system"):
+        """-> one {"class_ids", "scores", "label_names"} per image, in order."""
+        extra = {"top_k": top_k} if top_k is not None else {}
+        return self._per_image(module, images, extra, "prediction")
+
+    def detect(self, images, module="det_system"):
+        """-> one list of {"bbox", "score", "label"} per image."""
+        return self._per_image(module, images, {}, "prediction")
+
+    def recognize(self, images, module="rec_system"):
+        """-> one list of {"bbox", "rec_docs", "rec_scores"} per image."""
+        return self._per_image(module, images, {}, "prediction")
+
+    def gallery(self, action, images=(), labels=(), ids=None, module="rec_system", **fields):
+        """Gallery operations on a running rec_system: add / remove / search / stats / save."""
+        payload = {"gallery": action, **fields}
+        if images:
+            payload["images"] = [b64encode_image(image) for image in as_list(images)]
+        if labels:
+            payload["labels"] = list(labels)
+        if ids is not None:
+            payload["ids"] = list(ids)
+        return self.call(module, payload)
+
+
+def expand_paths(paths):
+    """Files as given, folders expanded (sorted) to the image files inside them."""
+    out = []
+    for path in paths:
+        if os.path.isdir(path):
+            for root, _dirs, files in sorted(os.walk(path)):
+                out.extend(os.path.join(root, f) for f in sorted(files) if f.lower().endswith(IMAGE_SUFFIXES))
+        else:
+            out.append(path)
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="clas-client", description="Classify images with a running clas_system.")
+    parser.add_argument("paths", nargs="+", help="image files or folders")
+    parser.add_argument("--url", default="http://127.0.0.1:8866")
+    parser.add_argument("--module", default="clas_system")
+    parser.add_argument("--top-k", type=int, default=None)
+    parser.add_argument("--images-per-request", type=int, default=16)
+    parser.add_argument("--token", default=os.environ.get("CLAS_API_TOKEN"))
+    parser.add_argument("--timeout", type=float, default=60.0)
+    args = parser.parse_args(argv)
+
+    from tqdm import tqdm
+
+    paths = expand_paths(args.paths)
+    client = Client(args.url, timeout=args.timeout, images_per_request=args.images_per_request, token=args.token)
+    failed = 0
+    with tqdm(total=len(paths), unit="img", file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
+        for start in range(0, len(paths), args.images_per_request):
+            chunk = paths[start:start + args.images_per_request]
+            try:
+                results = client.classify(chunk, top_k=args.top_k, module=args.module)
+            except (ServerError, OSError, requests.RequestException) as err:
+                failed += len(chunk)
+                print(json.dumps({"files": chunk, "error": str(err)}, ensure_ascii=False), flush=True)
+            else:
+                for path, result in zip(chunk, results):
+                    print(json.dumps({"file": path, **result}, ensure_ascii=False), flush=True)
+            bar.update(len(chunk))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

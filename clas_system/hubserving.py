@@ -1,0 +1,83 @@
+"""PaddleHub integration: concurrent request handling under the user's own `hub serving start`.
+
+PaddleHub serves one request at a time per process: `-m` runs Flask with threaded=False and
+`--use_multiprocess` runs gunicorn *sync* workers. Nothing could ever be batched across
+requests. `hub serving start` builds the modules first and only then looks up its runner
+(`app_compat.run`, or `StandaloneApplication` for gunicorn), so a module can swap in a runner
+that serves the very same Flask app with `request_threads` concurrent requests:
+
+- `-m`: a bounded thread-per-request WSGI server, bound to params `serving.host`;
+- `--use_multiprocess`: gunicorn's gthread workers with `request_threads` threads each.
+
+`request_threads: 0` in params leaves PaddleHub's runners untouched.
+"""
+import logging
+import threading
+
+log = logging.getLogger("clas_system")
+
+_installed = {}
+
+
+def current_authorization():
+    """The Authorization header of the HTTP request being served, if any."""
+    try:
+        from flask import has_request_context, request
+    except ImportError:
+        return None
+    return request.headers.get("Authorization") if has_request_context() else None
+
+
+def bounded_threaded_server(host, port, app, max_threads):
+    from werkzeug.serving import ThreadedWSGIServer
+
+    class BoundedThreadedWSGIServer(ThreadedWSGIServer):
+        """A thread per request, at most max_threads at once; past that, accept() waits."""
+
+        slots = threading.BoundedSemaphore(max_threads)
+
+        def process_request(self, request, client_address):
+            self.slots.acquire()
+            try:
+                super().process_request(request, client_address)
+            except BaseException:
+                self.slots.release()
+                raise
+
+        def process_request_thread(self, request, client_address):
+            try:
+                super().process_request_thread(request, client_address)
+            finally:
+                self.slots.release()
+
+    return BoundedThreadedWSGIServer(host, int(port), app)
+
+
+def install_concurrent_runners(serving):
+    """Make the running `hub serving start` accept `serving.request_threads` requests at once.
+
+    Called from a module's __init__; with several modules the largest thread count wins."""
+    if serving.request_threads == 0:
+        return
+    from paddlehub.commands import serving as hub_serving_command
+    from paddlehub.serving import app_compat
+
+    threads = max(serving.request_threads, _installed.get("threads", 0))
+    _installed.update(threads=threads, host=serving.host)
+
+    def run(configs=None, port=8866):
+        app_compat.config_with_file(configs)
+        app = app_compat.create_app(init_flag=True)
+        log.warning("serving on %s:%s with up to %d concurrent requests", _installed["host"], port, threads)
+        bounded_threaded_server(_installed["host"], port, app, threads).serve_forever()
+
+    _installed.setdefault("original_app", hub_serving_command.StandaloneApplication)
+
+    class ThreadedStandaloneApplication(_installed["original_app"]):
+        def load_config(self):
+            super().load_config()
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", threads)
+
+    app_compat.run = run
+    hub_serving_command.StandaloneApplication = ThreadedStandaloneApplication

@@ -1,0 +1,37 @@
+"""clas_system: PaddleClas image classification behind `hub serving start -m clas_system`.
+
+Glue only; the engine lives in the `clas_system` package, the settings in params.py.
+"""
+from paddlehub.module.module import moduleinfo, serving
+
+from clas_system.classifier import build_batcher, build_classifier
+from clas_system.codec import read_image_bytes
+from clas_system.hubserving import current_authorization, install_concurrent_runners
+from clas_system.serving import classify_request
+from params import load_classifier_settings
+
+from .params import PARAMS
+
+
+@moduleinfo(
+    name="clas_system",
+    version="1.0.0",
+    summary="PaddleClas image classification (PaddleClas-compatible pre/post-processing)",
+    author="paddleclas-serving",
+    author_email="",
+    type="cv/classification",
+)
+class ClasSystem:
+    def __init__(self, **init_args):
+        settings = load_classifier_settings(PARAMS, init_args)
+        self.classifier = build_classifier(settings)
+        self.batcher = build_batcher(self.classifier)
+        install_concurrent_runners(settings.serving)
+
+    def predict(self, images, top_k=None):
+        """Python API: image paths, bytes, numpy arrays or PIL images -> results."""
+        return self.classifier.classify([read_image_bytes(image) for image in images], top_k)
+
+    @serving
+    def serving_method(self, **request):
+        return classify_request(self.classifier, self.batcher, request, current_authorization())

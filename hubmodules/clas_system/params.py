@@ -1,0 +1,41 @@
+"""Settings of the clas_system module: data a deployer edits.
+
+After editing, run `hub install hubmodules/clas_system` again (PaddleHub serves its installed
+copy). Every key is checked at start-up: a typo or a bad value stops `hub serving start` with a
+message naming the key. The README lists every setting. config.json's init_args override these
+(flat keys like use_gpu or batch_size are routed to their section).
+"""
+
+PARAMS = {
+    # A built-in model: "text_line_orientation" (PaddleOCR's text-line direction classifier,
+    # Paddle Inference, labels 0/180) or "text_image_orientation" (PaddleClas PULC, ONNX,
+    # labels 0/90/180/270). For your own model set preset to None and give model_dir, or
+    # inference_config pointing at a PaddleClas inference_*.yaml.
+    "preset": "text_line_orientation",
+    "model_dir": None,
+    "inference_config": None,
+    # PaddleClas PreProcess.transform_ops / PostProcess; None: from the preset or the yaml.
+    "preprocess": None,
+    "postprocess": None,
+    "predictor": {
+        "use_gpu": False,
+        "gpu_id": 0,
+        "gpu_mem": 500,
+        "use_fp16": False,
+        "use_tensorrt": False,
+        "enable_mkldnn": True,
+        "cpu_threads": 2,
+        "ir_optim": True,
+    },
+    "serving": {
+        "batch_size": 8,
+        "batch_wait_ms": 2.0,
+        "request_threads": 16,
+        "host": "0.0.0.0",
+        "api_token": None,
+        "max_images_per_request": 64,
+        "max_image_pixels": 40_000_000,
+        "max_request_bytes": 64 * 1024 * 1024,
+        "reduced_decode": True,
+    },
+}

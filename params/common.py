@@ -1,0 +1,99 @@
+"""Sections every served module shares: how the model runs, and how requests are served."""
+import dataclasses
+import importlib.resources
+import os
+from typing import Optional
+
+from .schema import ParamsError, setting, unknown_key_message
+
+PACKAGE_SCHEME = "pkg://"
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictorParams:
+    backend: str = setting("auto", choices=("auto", "paddle", "onnxruntime"),
+                           doc="auto: .onnx files run on ONNX Runtime, folders on Paddle Inference")
+    use_gpu: bool = setting(False, doc="needs paddlepaddle-gpu (pip install '.[gpu]')")
+    gpu_id: int = setting(0, min=0)
+    gpu_mem: int = setting(500, min=1, doc="initial GPU memory pool, MB")
+    use_fp16: bool = setting(False, doc="half precision on GPU")
+    use_tensorrt: bool = setting(False, doc="Paddle-TensorRT subgraphs on GPU")
+    trt_precision: str = setting("fp32", choices=("fp32", "fp16", "int8"))
+    trt_min_subgraph_size: int = setting(15, min=1)
+    enable_mkldnn: bool = setting(True, doc="oneDNN on CPU")
+    cpu_threads: int = setting(2, min=1, max=256, doc="math threads per predictor")
+    ir_optim: bool = setting(True, doc="graph optimisation passes")
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingParams:
+    batch_size: int = setting(8, min=1, max=1024, doc="largest model batch; requests are merged up to it")
+    batch_wait_ms: float = setting(2.0, min=0.0, max=1000.0,
+                                   doc="how long a batch waits for more requests before it runs")
+    request_threads: int = setting(16, min=0, max=1024,
+                                   doc="requests one server process accepts at once; 0 keeps "
+                                       "PaddleHub's one-at-a-time behaviour (no batching across requests)")
+    host: str = setting("0.0.0.0", doc="address `hub serving start -m` binds (127.0.0.1 behind a proxy)")
+    api_token: Optional[str] = setting(None, doc="when set, every request must carry this token")
+    max_images_per_request: int = setting(64, min=1)
+    max_image_pixels: int = setting(40_000_000, min=1, doc="width x height of one decoded image")
+    max_request_bytes: int = setting(64 * 1024 * 1024, min=1, doc="encoded image bytes in one request")
+    reduced_decode: bool = setting(True, doc="decode large JPEGs at 1/2, 1/4 or 1/8 size when the "
+                                             "model input is much smaller (false: bit-exact PaddleClas parity)")
+
+
+def resolve_path(value, where, base_dir=None, kind="path"):
+    """An existing file or folder: `pkg://package/inner/path`, absolute, or relative to base_dir."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ParamsError(f"{where}: expected a {kind}, got {value!r}")
+    if value.startswith(PACKAGE_SCHEME):
+        package, _, inner = value[len(PACKAGE_SCHEME):].partition("/")
+        try:
+            path = str(importlib.resources.files(package).joinpath(inner))
+        except ModuleNotFoundError as err:
+            raise ParamsError(f"{where}: package {package!r} is not installed ({value})") from err
+    else:
+        path = os.path.expanduser(value)
+        if not os.path.isabs(path) and base_dir and os.path.exists(os.path.join(base_dir, path)):
+            path = os.path.join(base_dir, path)
+    if not os.path.exists(path):
+        raise ParamsError(f"{where}: {kind} not found: {path}")
+    return os.path.abspath(path)
+
+
+def split_overrides(overrides, sections):
+    """PaddleHub's config.json init_args are flat (use_gpu, batch_size, ...): route each key to
+    the section that owns it. Nested dicts pass through as they are. Returns {section: {key: v}}."""
+    routed = {}
+    owners = {}
+    for section, cls in sections.items():
+        if cls is None:
+            continue
+        for f in dataclasses.fields(cls):
+            owners.setdefault(f.name, section)
+    for key, value in (overrides or {}).items():
+        if key in sections:
+            routed.setdefault(key, {})
+            if isinstance(value, dict) and sections[key] is not None:
+                routed[key].update(value)
+            else:
+                routed[key] = value
+        elif key in owners:
+            routed.setdefault(owners[key], {})[key] = value
+        else:
+            allowed = {k: None for k in list(sections) + list(owners)}
+            raise ParamsError(unknown_key_message("init_args", key, allowed))
+    return routed
+
+
+def merge(base, routed):
+    """base params dict updated section by section with routed overrides."""
+    merged = dict(base)
+    for section, value in routed.items():
+        if isinstance(value, dict) and isinstance(merged.get(section), dict):
+            merged[section] = {**merged[section], **value}
+        else:
+            merged[section] = value
+    return merged

