@@ -30,7 +30,7 @@ class ServingParams:
     batch_size: int = setting(8, min=1, max=1024, doc="largest model batch; requests are merged up to it")
     batch_wait_ms: float = setting(2.0, min=0.0, max=1000.0,
                                    doc="how long a batch waits for more requests before it runs")
-    request_threads: int = setting(16, min=0, max=1024,
+    request_threads: int = setting(64, min=0, max=1024,
                                    doc="requests one server process accepts at once; 0 keeps "
                                        "PaddleHub's one-at-a-time behaviour (no batching across requests)")
     host: str = setting("0.0.0.0", doc="address `hub serving start -m` binds (127.0.0.1 behind a proxy)")
