@@ -79,7 +79,10 @@ class PaddlePredictor:
             else:
                 config.disable_mkldnn()
         config.switch_ir_optim(params.ir_optim)
-        config.enable_memory_optim()
+        if program.endswith(".pdmodel"):
+            # Paddle 3.3's memory_optimize_pass fails on PIR (inference.json) programs on CPU:
+            # "Not find predictor_id 0 and pass_name memory_optimize_pass".
+            config.enable_memory_optim()
         config.disable_glog_info()
         config.switch_use_feed_fetch_ops(False)
         try:

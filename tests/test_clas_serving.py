@@ -7,7 +7,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from conftest import image_bytes, image_path, run_to_exit
+from conftest import REPO, image_bytes, image_path, run_to_exit
 
 from clas_system import Client, ServerError
 from clas_system.classifier import build_classifier
@@ -139,3 +139,13 @@ def test_bad_params_fail_start_up_naming_them(hub_home, tmp_path, init_args, mes
     code, log = run_to_exit(hub_home, tmp_path, {"clas_system": init_args})
     assert code != 0
     assert message in log
+
+
+@pytest.mark.parametrize("script", ["classify.py", "reference_ndarray_protocol.py"])
+def test_client_examples_run_against_a_live_server(default_server, script):
+    url = default_server.url if script == "classify.py" else f"{default_server.url}/predict/clas_system"
+    done = subprocess.run([sys.executable, f"client_examples/{script}", image_path(TEXT_UP), image_path(TEXT_DOWN),
+                           "--url", url], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2 and ("180" in lines[1] or "[1]" in lines[1])

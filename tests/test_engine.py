@@ -234,3 +234,11 @@ def test_batcher_splits_a_large_request_into_model_batches():
     batcher = DynamicBatcher(lambda items: sizes.append(len(items)) or items, max_batch_size=4, batch_wait_s=0)
     assert batcher(list(range(10))) == list(range(10))
     assert sizes == [4, 4, 2]
+
+
+def test_readme_documents_every_setting():
+    from conftest import REPO
+    from params import ClassifierParams, describe
+    readme = (REPO / "README.md").read_text()
+    missing = [key for key, *_ in describe(ClassifierParams) if f"`{key}`" not in readme]
+    assert not missing
