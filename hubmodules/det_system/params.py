@@ -33,7 +33,7 @@ PARAMS = {
     "serving": {
         "batch_size": 8,
         "batch_wait_ms": 2.0,
-        "request_threads": 16,
+        "request_threads": 64,
         "host": "0.0.0.0",
         "api_token": None,
         "max_images_per_request": 64,
