@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.run` (serving throughput), `python -m bench.gallery_bench` (gallery index)."""
