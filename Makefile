@@ -13,6 +13,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: setup.py constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	$(PY) -m clas_system.models prepare
 	touch $@
 
 hub-install: install
