@@ -7,6 +7,7 @@ CMYK images into 8-bit 3-channel arrays the way OpenCV's imread does for PaddleC
 import base64
 import binascii
 import io
+import math
 import os
 
 import cv2
@@ -16,16 +17,24 @@ from PIL import Image
 REDUCED_DECODE_FLAGS = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
                         (2, cv2.IMREAD_REDUCED_COLOR_2))
 NDARRAY_DTYPES = ("float32", "float16", "uint8")
+JPEG_FORMATS = ("JPEG", "MPO")  # PIL calls multi-picture JPEGs (many phone photos) MPO
+JSON_TYPE_NAMES = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
+                   bool: "a boolean", type(None): "null"}
 
 
 class ImageError(ValueError):
     """One input image cannot be used; the message says which and why."""
 
 
+def json_type(value):
+    """What a JSON client sent, in its own words: 'a number', 'null', 'an object'..."""
+    return JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
 def b64decode_text(text, where):
     """Strict base64 (a `data:...;base64,` prefix and line breaks allowed) -> bytes."""
     if not isinstance(text, str):
-        raise ImageError(f"{where}: expected a base64 string, got {type(text).__name__}")
+        raise ImageError(f"{where}: expected a base64 string, got {json_type(text)}")
     if text.startswith("data:"):
         header, sep, text = text.partition(",")
         if not sep or not header.endswith(";base64"):
@@ -70,10 +79,10 @@ def decode_image(data, where="image", max_pixels=None, min_side=None, to_rgb=Tru
     fmt, width, height = image_header(data, where)
     if max_pixels is not None and width * height > max_pixels:
         raise ImageError(f"{where}: {width}x{height} is {width * height} pixels, over the limit of {max_pixels}")
-    if fmt == "JPEG" and not data.rstrip(b"\0").endswith(b"\xff\xd9"):
+    if fmt in JPEG_FORMATS and not data.rstrip(b"\0").endswith(b"\xff\xd9"):
         raise ImageError(f"{where}: truncated JPEG (no end-of-image marker)")
     flag = cv2.IMREAD_COLOR
-    if min_side and fmt == "JPEG":
+    if min_side and fmt in JPEG_FORMATS:
         factor = reduction_factor(width, height, min_side)
         flag = dict(REDUCED_DECODE_FLAGS).get(factor, cv2.IMREAD_COLOR)
     image = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
@@ -118,14 +127,15 @@ def ndarray_to_b64(batch):
 def b64_to_ndarray(text, revert_params, max_bytes=None):
     """Inverse of ndarray_to_b64, checking shape and dtype against the bytes received."""
     if not isinstance(revert_params, dict):
-        raise ImageError("revert_params: expected {'shape': [...], 'dtype': 'float32'}")
+        raise ImageError(f"revert_params: expected {{'shape': [...], 'dtype': 'float32'}}, "
+                         f"got {json_type(revert_params)}")
     shape, dtype = revert_params.get("shape"), revert_params.get("dtype", "float32")
     if dtype not in NDARRAY_DTYPES:
         raise ImageError(f"revert_params.dtype: {dtype!r} is not supported; use one of {', '.join(NDARRAY_DTYPES)}")
     if (not isinstance(shape, (list, tuple)) or not shape
             or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
         raise ImageError(f"revert_params.shape: expected a list of positive ints, got {shape!r}")
-    expected = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    expected = math.prod(shape) * np.dtype(dtype).itemsize  # exact: np.prod wraps around at 2**63
     if max_bytes is not None and expected > max_bytes:
         raise ImageError(f"revert_params.shape: {shape} is {expected} bytes, over the limit of {max_bytes}")
     raw = b64decode_text(text, "images")

@@ -63,11 +63,15 @@ def install_concurrent_runners(serving):
     from paddlehub.serving import app_compat
 
     threads = max(serving.request_threads, _installed.get("threads", 0))
-    _installed.update(threads=threads, host=serving.host)
+    # base64 grows bytes by 4/3; the rest is JSON around them. Flask answers 413 past this,
+    # before the body is read into memory.
+    body_limit = max(serving.max_request_bytes * 4 // 3 + (1 << 20), _installed.get("body_limit", 0))
+    _installed.update(threads=threads, host=serving.host, body_limit=body_limit)
 
     def run(configs=None, port=8866):
         app_compat.config_with_file(configs)
         app = app_compat.create_app(init_flag=True)
+        app.config["MAX_CONTENT_LENGTH"] = body_limit
         log.warning("serving on %s:%s with up to %d concurrent requests", _installed["host"], port, threads)
         bounded_threaded_server(_installed["host"], port, app, threads).serve_forever()
 
@@ -76,6 +80,7 @@ def install_concurrent_runners(serving):
     class ThreadedStandaloneApplication(_installed["original_app"]):
         def load_config(self):
             super().load_config()
+            self.application.config["MAX_CONTENT_LENGTH"] = body_limit
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("threads", threads)
 

@@ -17,6 +17,10 @@ PIL_INTERPOLATION = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "area
                      "bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS}
 
 
+# A 2000x1 image with resize_short 256 would become 512000x256: refuse such sizes, not swap.
+MAX_RESIZED_PIXELS = 40_000_000
+
+
 class PreprocessError(ValueError):
     """The image does not fit the preprocessing (for example smaller than the crop)."""
 
@@ -29,6 +33,9 @@ def resize_image(op):
             size = (int(round(w * percent)), int(round(h * percent)))
         else:
             size = op.size
+        if size[0] * size[1] > MAX_RESIZED_PIXELS or min(size) < 1:
+            raise PreprocessError(f"image of {img.shape[1]}x{img.shape[0]} would resize to {size[0]}x{size[1]}: "
+                                  f"its aspect ratio is too extreme for resize_short {op.resize_short}")
         if op.backend == "pil":
             resample = PIL_INTERPOLATION.get(op.interpolation, Image.BILINEAR)
             return np.asarray(Image.fromarray(img).resize(size, resample))

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from .codec import ImageError, b64_to_ndarray, b64decode_text
+from .codec import ImageError, b64_to_ndarray, b64decode_text, json_type
 from .preprocess import PreprocessError
 
 
@@ -39,28 +39,29 @@ def check_fields(request, allowed):
 
 
 def image_list(request, serving):
-    """The 'images' field: a non-empty list of base64 strings within the limits -> list of bytes."""
+    """The 'images' field: a non-empty list within the limits -> per image, its bytes, or the
+    ImageError saying why it is not base64; prepare_all reports those together with the images
+    that fail to decode, so one answer lists every bad image."""
     if "images" not in request:
         raise RequestError("images: missing; send {'images': [<base64 of an image file>, ...]}")
     images = request["images"]
     if not isinstance(images, list):
-        raise RequestError(f"images: expected a list of base64 strings, got {type(images).__name__}")
+        raise RequestError(f"images: expected a list of base64 strings, got {json_type(images)}")
     if not images:
         raise RequestError("images: empty list; send at least one image")
     if len(images) > serving.max_images_per_request:
         raise RequestError(f"images: {len(images)} images, over the limit of {serving.max_images_per_request} per request")
-    decoded, errors, total = [], [], 0
+    decoded, total = [], 0
     for i, text in enumerate(images):
         try:
             data = b64decode_text(text, f"images[{i}]")
         except ImageError as err:
-            errors.append(str(err))
+            decoded.append(err)
             continue
         total += len(data)
         if total > serving.max_request_bytes:
             raise RequestError(f"images: more than {serving.max_request_bytes} bytes of image data in one request")
         decoded.append(data)
-    raise_if_any(errors)
     return decoded
 
 
@@ -81,9 +82,13 @@ def positive_int(request, name, default, maximum=None):
 
 
 def prepare_all(images, to_tensor):
-    """Decode + preprocess every image, collecting every failure by index."""
+    """Decode + preprocess every image, collecting every failure by index (an item that is
+    already an ImageError, from image_list, counts as one)."""
     tensors, errors = [], []
     for i, data in enumerate(images):
+        if isinstance(data, ImageError):
+            errors.append(str(data))
+            continue
         try:
             tensors.append(to_tensor(data, f"images[{i}]"))
         except ImageError as err:
@@ -122,6 +127,9 @@ def reference_batch(classifier, request, serving):
     """PaddleClas reference protocol: one base64 ndarray batch, already preprocessed."""
     if not isinstance(request.get("images"), str):
         raise RequestError("images: with revert_params, send one base64 string of the whole float32 batch")
+    if "revert_params" not in request:
+        raise RequestError("images: expected a list of base64 image files; a single string is PaddleClas's "
+                           "ndarray protocol and needs revert_params {'shape': [...], 'dtype': 'float32'}")
     try:
         batch = b64_to_ndarray(request["images"], request.get("revert_params"),
                                max_bytes=serving.max_request_bytes)
@@ -135,4 +143,6 @@ def reference_batch(classifier, request, serving):
         raise RequestError(f"images: {batch.shape[0]} images, over the limit of {serving.max_images_per_request} per request")
     if batch.dtype != "float32":
         batch = batch.astype("float32")
+    if not np.isfinite(batch).all():
+        raise RequestError("images: the batch holds NaN or infinite values")
     return list(batch)

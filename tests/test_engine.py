@@ -242,3 +242,10 @@ def test_readme_documents_every_setting():
     readme = (REPO / "README.md").read_text()
     missing = [key for key, *_ in describe(ClassifierParams) if f"`{key}`" not in readme]
     assert not missing
+
+
+def test_extreme_aspect_ratio_is_refused_not_resized():
+    from clas_system.preprocess import PreprocessError
+    preprocess = build_preprocess(parse_ops(IMAGENET_OPS, "ops"))
+    with pytest.raises(PreprocessError, match="aspect ratio is too extreme"):
+        preprocess(np.zeros((1, 2000, 3), np.uint8))

@@ -1,0 +1,484 @@
+"""Soak test: `python -m bench.soak --clients 8 --duration 300 --max-requests 200000`. Loopback only.
+
+Starts its own clas_system server (`hub serving start -c config.json` under a temporary
+HUB_HOME) unless --url is given, then runs K client threads until the duration or the request
+count runs out, whichever comes first. Each request is either valid (1-4 real images from
+../shared/images) or hostile (a rotation of malformed requests). Every answer is classified:
+
+- expected-success: a valid request answered "000" with one result per image, and each image's
+  top label equal to the one it got when sent alone before the run (for images classified with
+  a clear margin), so results mixed up between merged requests would show;
+- expected-error: a hostile request refused with a clear message ("101" naming the problem, or
+  PaddleHub's HTTP 400 for a body that is not JSON);
+- UNEXPECTED: anything else (a valid request refused, a hostile one served, a connection error,
+  a non-JSON answer, a dead server).
+
+The server's RSS (summed over its process group) is sampled every second. Prints a summary,
+writes bench/results/soak.json, exits 1 when there was any unexpected answer.
+"""
+import argparse
+import base64
+import io
+import itertools
+import json
+import os
+import random
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+import requests
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGES = REPO.parent / "shared" / "images"
+RESULTS = REPO / "bench" / "results"
+HUB = str(Path(sys.executable).with_name("hub"))
+DEAD_TELEMETRY = "http://127.0.0.1:9/paddlehub"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+# Low limits so that "over the limit" requests are cheap to send.
+SERVER_INIT_ARGS = {"max_images_per_request": 8, "max_image_pixels": 20_000_000}
+CLEAR_MARGIN = 0.9  # an image's label is checked when it scored at least this alone
+MAX_EXAMPLES = 10
+
+
+# ---- our own server --------------------------------------------------------------------------
+
+def hub_env(hub_home):
+    env = dict(os.environ, HUB_HOME=str(hub_home), PYTHONUNBUFFERED="1")
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    return env
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class OwnServer:
+    """clas_system under `hub serving start -c config.json` on a free loopback port."""
+
+    def __init__(self, init_args, workdir):
+        self.workdir = Path(workdir)
+        env = hub_env(self.workdir / "hub_home")
+        subprocess.run([HUB, "config", f"server=={DEAD_TELEMETRY}"], env=env, check=True, capture_output=True)
+        done = subprocess.run([HUB, "install", str(REPO / "hubmodules" / "clas_system")], env=env,
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0 or "Successfully installed" not in done.stdout + done.stderr:
+            raise SystemExit(f"hub install clas_system failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = {"modules_info": {"clas_system": {"init_args": {"version": "1.0.0", "host": "127.0.0.1",
+                                                                  **init_args},
+                                                   "predict_args": {}}},
+                  "port": self.port, "use_multiprocess": False, "workers": 1}
+        config_path = self.workdir / "config.json"
+        config_path.write_text(json.dumps(config))
+        self.log_path = self.workdir / "server.log"
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen([HUB, "serving", "start", "-c", str(config_path)], env=env, stdout=log,
+                                         stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True)
+        self.pgid = self.proc.pid
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"hub serving exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                requests.get(self.url, timeout=2)
+                return
+            except requests.ConnectionError:
+                time.sleep(0.3)
+        self.stop()
+        raise SystemExit(f"hub serving did not answer within 180 s:\n{self.log_tail()}")
+
+    def log_tail(self, chars=3000):
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self):
+        if self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.pgid, signal.SIGTERM)
+            self.proc.wait(timeout=20)
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            os.killpg(self.pgid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def group_rss_kb(pgid):
+    """Resident memory of every process in the process group, in kB (0 when none is left)."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2]) != pgid:
+                continue
+            for line in (entry / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # the process ended while we looked
+    return total
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, pgid, every_s=1.0):
+        super().__init__(name="rss-sampler", daemon=True)
+        self.pgid, self.every_s = pgid, every_s
+        self.samples = []  # (seconds since start, kB)
+        self.stopped = threading.Event()
+        self.started_at = time.monotonic()
+
+    def run(self):
+        while not self.stopped.is_set():
+            self.samples.append((time.monotonic() - self.started_at, group_rss_kb(self.pgid)))
+            self.stopped.wait(self.every_s)
+
+
+# ---- requests --------------------------------------------------------------------------------
+
+def b64(data):
+    return base64.b64encode(data).decode()
+
+
+def encode(image, fmt):
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def png_declaring(width, height):
+    data = bytearray(encode(Image.new("L", (1, 1)), "PNG"))
+    struct.pack_into(">II", data, 16, width, height)
+    struct.pack_into(">I", data, 29, zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def jpeg_declaring(width, height):
+    data = bytearray(encode(Image.new("RGB", (8, 8)), "JPEG"))
+    sof = data.find(b"\xff\xc0")
+    struct.pack_into(">HH", data, sof + 5, height, width)
+    return bytes(data)
+
+
+def json_body(payload):
+    return json.dumps(payload).encode()
+
+
+def hostile_cases(valid_b64, input_shape, limits_known):
+    """[(name, body bytes, expected HTTP status, texts the answer must contain)]."""
+    jpeg = next(data for name, data in valid_b64 if name.lower().endswith((".jpg", ".jpeg")))
+    raw_jpeg = base64.b64decode(jpeg)
+    truncated = b64(raw_jpeg[:len(raw_jpeg) // 2])
+    good = valid_b64[0][1]
+    zeros = np.zeros([1, *input_shape], "float32").tobytes()
+    cases = [
+        ("images missing", {"top_k": 1}, "images: missing"),
+        ("images not a list", {"images": {"a": good}}, "images: expected a list"),
+        ("images empty", {"images": []}, "images: empty list"),
+        ("item not a string", {"images": [good, 5]}, "images[1]: expected a base64 string"),
+        ("invalid base64", {"images": ["%%%not base64"]}, "images[0]: not valid base64"),
+        ("not an image", {"images": [b64(b"%PDF-1.4 a document, not an image " * 20)]},
+         "images[0]: not a decodable image"),
+        ("0-byte image", {"images": [""]}, "images[0]: empty image"),
+        ("truncated JPEG", {"images": [truncated]}, "images[0]: truncated JPEG"),
+        ("PNG bomb 50000x50000", {"images": [b64(png_declaring(50000, 50000))]}, "images[0]: image is too large"),
+        ("JPEG bomb 50000x50000", {"images": [b64(jpeg_declaring(50000, 50000))]}, "images[0]: image is too large"),
+        ("mixed valid and invalid", {"images": [good, "***", good, b64(b"nope")]},
+         ("images[1]: not valid base64", "images[3]: not a decodable image")),
+        ("top_k string", {"images": [good], "top_k": "5"}, "top_k: expected a whole number"),
+        ("top_k huge", {"images": [good], "top_k": 10**9}, "top_k: 1000000000 is over the maximum"),
+        ("unknown field", {"images": [good], "colour": "red"}, "unknown field(s) 'colour'"),
+        ("server-side paths", {"paths": ["/etc/passwd"]}, "paths: server-side paths are never read"),
+        ("ndarray wrong shape", {"images": b64(np.zeros([1, 3, 8, 8], "float32").tobytes()),
+                                 "revert_params": {"shape": [1, 3, 8, 8], "dtype": "float32"}},
+         "revert_params.shape: [1, 3, 8, 8] does not fit this model"),
+        ("ndarray byte count", {"images": b64(zeros[:-4]), "revert_params": {"shape": [1, *input_shape]}},
+         "bytes do not match revert_params shape"),
+        ("ndarray wrong dtype", {"images": b64(zeros), "revert_params": {"shape": [1, *input_shape], "dtype": "int64"}},
+         "revert_params.dtype: 'int64' is not supported"),
+        ("revert_params not a dict", {"images": b64(zeros), "revert_params": [1, *input_shape]},
+         "revert_params: expected {'shape'"),
+    ]
+    if limits_known:  # these depend on SERVER_INIT_ARGS
+        cases += [("9 images over the limit of 8", {"images": [good] * 9}, "images: 9 images, over the limit of 8"),
+                  ("5000x5000 over max_image_pixels", {"images": [b64(png_declaring(5000, 5000))]},
+                   "images[0]: 5000x5000 is 25000000 pixels, over the limit of 20000000")]
+    out = [(name, json_body(payload), 200, (text,) if isinstance(text, str) else text)
+           for name, payload, text in cases]
+    out.append(("body not JSON", b"{this is not json", 400, ("Bad Request",)))
+    return out
+
+
+def load_images(max_bytes):
+    """[(relative name, base64)] of every image under ../shared/images up to max_bytes each."""
+    found = sorted(p for p in IMAGES.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.stat().st_size <= max_bytes)
+    if not found:
+        raise SystemExit(f"no images under {IMAGES}")
+    return [(str(p.relative_to(IMAGES)), b64(p.read_bytes())) for p in found]
+
+
+def post(session, url, body, timeout):
+    return session.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=timeout)
+
+
+def calibrate(url, images, timeout):
+    """Each image alone: {name: top label} for those classified with a clear margin."""
+    expected = {}
+    with requests.Session() as session:
+        for name, data in images:
+            try:
+                answer = post(session, url, json_body({"images": [data]}), timeout).json()
+            except (requests.RequestException, ValueError) as err:
+                raise SystemExit(f"calibration: no JSON answer from {url}: {err}") from None
+            if answer.get("status") != "000":
+                raise SystemExit(f"calibration: {name} was refused: {answer.get('msg')}")
+            top = answer["results"]["prediction"][0]
+            if top["scores"] and top["scores"][0] >= CLEAR_MARGIN:
+                expected[name] = top["class_ids"][0]
+    return expected
+
+
+class Tally:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.counts = {"expected_success": 0, "expected_error": 0, "unexpected": 0}
+        self.images_ok = 0
+        self.latencies = []
+        self.examples = []
+        self.hostile_seen = {}
+
+    def add(self, kind, latency=None, images=0, example=None, hostile=None):
+        with self.lock:
+            self.counts[kind] += 1
+            self.images_ok += images
+            if latency is not None:
+                self.latencies.append(latency)
+            if hostile is not None:
+                self.hostile_seen[hostile] = self.hostile_seen.get(hostile, 0) + 1
+            if example is not None and len(self.examples) < MAX_EXAMPLES and example not in self.examples:
+                self.examples.append(example)
+
+
+def check_valid(response, names, expected_labels):
+    """None when the answer is right, else what is wrong."""
+    if response.status_code != 200:
+        return f"HTTP {response.status_code}: {response.text[:200]}"
+    try:
+        answer = response.json()
+    except ValueError:
+        return f"non-JSON answer: {response.text[:200]}"
+    if answer.get("status") != "000":
+        return f"status {answer.get('status')}: {str(answer.get('msg'))[:300]}"
+    prediction = answer["results"]["prediction"]
+    if len(prediction) != len(names):
+        return f"{len(prediction)} results for {len(names)} images"
+    for name, result in zip(names, prediction):
+        if name in expected_labels and result["class_ids"][0] != expected_labels[name]:
+            return f"{name}: class {result['class_ids'][0]}, alone it was {expected_labels[name]}"
+    return None
+
+
+def check_hostile(response, http_status, texts):
+    if response.status_code != http_status:
+        return f"HTTP {response.status_code} (expected {http_status}): {response.text[:200]}"
+    if http_status != 200:
+        missing = [t for t in texts if t not in response.text]
+        return f"HTTP {http_status} without {missing}: {response.text[:200]}" if missing else None
+    try:
+        answer = response.json()
+    except ValueError:
+        return f"non-JSON answer: {response.text[:200]}"
+    if answer.get("status") == "000":
+        return "hostile request was served (status 000)"
+    missing = [t for t in texts if t not in str(answer.get("msg"))]
+    if answer.get("status") != "101" or missing:
+        return f"status {answer.get('status')} without {missing}: {str(answer.get('msg'))[:300]}"
+    return None
+
+
+def client(index, url, images, hostile, expected_labels, args, deadline, budget, tally):
+    rng = random.Random(args.seed * 1000 + index)
+    with requests.Session() as session:
+        while time.monotonic() < deadline and next(budget) < args.max_requests:
+            if rng.random() < args.hostile_fraction:
+                name, body, http_status, texts = hostile[rng.randrange(len(hostile))]
+                try:
+                    problem = check_hostile(post(session, url, body, args.timeout), http_status, texts)
+                except requests.RequestException as err:
+                    problem = f"{type(err).__name__}: {err}"
+                if problem is None:
+                    tally.add("expected_error", hostile=name)
+                else:
+                    tally.add("unexpected", hostile=name, example={"request": f"hostile: {name}", "problem": problem})
+                continue
+            chosen = [images[rng.randrange(len(images))] for _ in range(rng.randint(1, 4))]
+            names = [name for name, _ in chosen]
+            body = ('{"images": [' + ", ".join(f'"{data}"' for _, data in chosen) + "]}").encode()
+            started = time.perf_counter()
+            try:
+                response = post(session, url, body, args.timeout)
+                latency = time.perf_counter() - started
+                problem = check_valid(response, names, expected_labels)
+            except requests.RequestException as err:
+                latency, problem = None, f"{type(err).__name__}: {err}"
+            if problem is None:
+                tally.add("expected_success", latency=latency, images=len(names))
+            else:
+                tally.add("unexpected", example={"request": f"valid: {names}", "problem": problem})
+
+
+def percentile(values, q):
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def rss_summary(samples, elapsed):
+    """RSS after warm-up (first sample after 10% of the run), at the end, growth and peak, in MB."""
+    if not samples or not any(kb for _, kb in samples):
+        return None
+    after_warmup = next((kb for t, kb in samples if t >= 0.1 * elapsed), samples[-1][1])
+    end = samples[-1][1]
+    return {"after_warmup_mb": round(after_warmup / 1024, 1), "end_mb": round(end / 1024, 1),
+            "peak_mb": round(max(kb for _, kb in samples) / 1024, 1),
+            "growth_pct": round(100.0 * (end - after_warmup) / after_warmup, 2) if after_warmup else None,
+            "samples": len(samples)}
+
+
+def is_loopback(url):
+    try:
+        return urlsplit(url).hostname in LOOPBACK
+    except ValueError:
+        return False
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=8, help="concurrent client threads")
+    parser.add_argument("--duration", type=float, default=300.0, help="seconds to run, at most")
+    parser.add_argument("--max-requests", type=int, default=200_000, help="requests to send, at most")
+    parser.add_argument("--url", help="an already running server (loopback only), e.g. http://127.0.0.1:8866; "
+                                      "default: start one")
+    parser.add_argument("--server-pid", type=int,
+                        help="with --url: the server's process group id, to sample its RSS")
+    parser.add_argument("--module", default="clas_system")
+    parser.add_argument("--hostile-fraction", type=float, default=0.25)
+    parser.add_argument("--max-image-bytes", type=int, default=1_000_000, help="skip larger test images")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(RESULTS / "soak.json"))
+    args = parser.parse_args(argv)
+    if args.clients < 1 or args.duration <= 0 or args.max_requests < 1:
+        parser.error("--clients, --duration and --max-requests must be positive")
+    if args.url and not is_loopback(args.url):
+        parser.error(f"--url: {args.url} is not on loopback; the soak test only talks to {', '.join(LOOPBACK)}")
+
+    own = None
+    workdir = tempfile.TemporaryDirectory(prefix="soak_")
+    try:
+        if args.url:
+            base_url, pgid = args.url.rstrip("/"), args.server_pid
+        else:
+            print("starting clas_system ...", flush=True)
+            own = OwnServer(SERVER_INIT_ARGS, workdir.name)
+            base_url, pgid = own.url, own.pgid
+        url = f"{base_url}/predict/{args.module}"
+        images = load_images(args.max_image_bytes)
+        expected_labels = calibrate(url, images, args.timeout)  # also the warm-up: the model loads now
+        input_shape = [3, 48, 192]  # the default text-line model; a wrong shape is refused either way
+        hostile = hostile_cases(images, input_shape, limits_known=own is not None)
+
+        tally, budget = Tally(), itertools.count()
+        sampler = RssSampler(pgid) if pgid else None
+        if sampler:
+            sampler.start()
+        print(f"soak: {args.clients} clients, up to {args.duration:g} s / {args.max_requests} requests, "
+              f"{len(images)} images ({len(expected_labels)} label-checked), {len(hostile)} hostile cases",
+              flush=True)
+        started = time.monotonic()
+        deadline = started + args.duration
+        threads = [threading.Thread(target=client, name=f"client-{i}",
+                                    args=(i, url, images, hostile, expected_labels, args, deadline, budget, tally))
+                   for i in range(args.clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.monotonic() - started
+        if sampler:
+            sampler.stopped.set()
+            sampler.join()
+            sampler.samples.append((elapsed, group_rss_kb(pgid)))
+        if own is not None and not own.alive():
+            tally.add("unexpected", example={"request": "-", "problem": f"server exited with {own.proc.returncode}: "
+                                                                        f"{own.log_tail(500)}"})
+    finally:
+        if own is not None:
+            own.stop()
+        workdir.cleanup()
+
+    requests_done = sum(tally.counts.values())
+    latencies_ms = [s * 1000 for s in tally.latencies]
+    report = {
+        "url": base_url if args.url else "own server",
+        "server_init_args": None if args.url else SERVER_INIT_ARGS,
+        "clients": args.clients, "duration_limit_s": args.duration, "max_requests": args.max_requests,
+        "elapsed_s": round(elapsed, 1), "requests": requests_done,
+        "requests_per_s": round(requests_done / elapsed, 1),
+        **tally.counts,
+        "valid_images": tally.images_ok, "img_per_s": round(tally.images_ok / elapsed, 1),
+        "latency_valid_ms": {"p50": percentile(latencies_ms, 50), "p99": percentile(latencies_ms, 99),
+                             "max": max(latencies_ms) if latencies_ms else None},
+        "rss": rss_summary(sampler.samples if sampler else [], elapsed),
+        "hostile_cases_sent": dict(sorted(tally.hostile_seen.items())),
+        "unexpected_examples": tally.examples,
+        "rss_samples_mb": [[round(t, 1), round(kb / 1024, 1)] for t, kb in sampler.samples] if sampler else [],
+    }
+    for key in ("p50", "p99", "max"):
+        value = report["latency_valid_ms"][key]
+        report["latency_valid_ms"][key] = None if value is None else round(value, 1)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print_summary(report, out)
+    return 1 if tally.counts["unexpected"] else 0
+
+
+def print_summary(report, out):
+    lat, rss = report["latency_valid_ms"], report["rss"]
+    print(f"requests      {report['requests']} in {report['elapsed_s']} s ({report['requests_per_s']}/s): "
+          f"{report['expected_success']} valid ok, {report['expected_error']} hostile refused clearly, "
+          f"{report['unexpected']} UNEXPECTED")
+    print(f"valid images  {report['valid_images']} ({report['img_per_s']} img/s); "
+          f"latency p50 {lat['p50']} ms, p99 {lat['p99']} ms, max {lat['max']} ms")
+    if rss:
+        print(f"server RSS    {rss['after_warmup_mb']} MB after warm-up, {rss['end_mb']} MB at the end "
+              f"({rss['growth_pct']:+}%), peak {rss['peak_mb']} MB")
+    else:
+        print("server RSS    not sampled (give --server-pid with --url)")
+    for example in report["unexpected_examples"]:
+        print(f"  UNEXPECTED  {example['request']}: {example['problem']}")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
