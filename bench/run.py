@@ -47,7 +47,15 @@ MODELS = {
         "images": ["textline/textline_orientation_test_0_0.png", "textline/textline_orientation_test_1_0.png"],
     },
 }
-SERVER_MODES = {"batching on": {}, "batching off": {"batch_size": 1}, "paddlehub runner": {"request_threads": 0}}
+# (init_args, server options): -m style single process, and --use_multiprocess with 2 workers
+# of one math thread each (each worker has its own GIL: Paddle's run() holds it).
+SERVER_MODES = {
+    "batching on": ({}, {}),
+    "batching off": ({"batch_size": 1}, {}),
+    "paddlehub runner": ({"request_threads": 0}, {}),
+    "2 workers, batching on": ({"cpu_threads": 1}, {"use_multiprocess": True, "workers": 2}),
+    "2 workers, batching off": ({"cpu_threads": 1, "batch_size": 1}, {"use_multiprocess": True, "workers": 2}),
+}
 
 
 def raw_img_per_s(settings, tensor, batch, seconds):
@@ -111,11 +119,11 @@ def drive(port, module, bodies, clients, seconds):
 
 
 class Server:
-    def __init__(self, hub_home, init_args):
+    def __init__(self, hub_home, init_args, options=None):
         with socketless_port() as port:
             self.port = port
         config = {"modules_info": {"clas_system": {"init_args": {"version": "1.0.0", **init_args},
-                                                   "predict_args": {}}}, "port": self.port}
+                                                   "predict_args": {}}}, "port": self.port, **(options or {})}
         self.config_path = Path(hub_home) / f"config_{self.port}.json"
         self.config_path.write_text(json.dumps(config))
         self.proc = subprocess.Popen([HUB, "serving", "start", "-c", str(self.config_path)], env=hub_env(hub_home),
@@ -203,8 +211,8 @@ def bench_model(hub_home, title, spec, seconds, client_counts):
                                    "ndarray": statistics.mean(map(len, nd_body))}
     out["client_cpu_ms_per_image"] = {"file": file_cpu * 1000, "ndarray": nd_cpu * 1000}
     out["served"] = {}
-    for mode, init_args in SERVER_MODES.items():
-        server = Server(hub_home, {"preset": spec["preset"], **init_args})
+    for mode, (init_args, options) in SERVER_MODES.items():
+        server = Server(hub_home, {"preset": spec["preset"], **init_args}, options)
         try:
             drive(server.port, "clas_system", file_body, 2, 1.0)  # warm-up: the model loads on first use
             for protocol, bodies in (("file", file_body), ("ndarray", nd_body)):
@@ -215,10 +223,13 @@ def bench_model(hub_home, title, spec, seconds, client_counts):
             server.stop()
     raw8 = out["raw"]["batch 8"]
     top = max(client_counts)
-    on = out["served"][f"batching on | file | {top} clients"]["img_per_s"]
-    off = out["served"][f"batching off | file | {top} clients"]["img_per_s"]
-    out["ratios"] = {f"served/raw batch-8 ({top} clients, batching on)": on / raw8,
-                     f"batching on/off ({top} clients)": on / off,
+    served = {mode: out["served"][f"{mode} | file | {top} clients"]["img_per_s"] for mode in SERVER_MODES}
+    out["ratios"] = {f"served/raw batch-8 ({top} clients, batching on)": served["batching on"] / raw8,
+                     f"served/raw batch-8 ({top} clients, 2 workers)": served["2 workers, batching on"] / raw8,
+                     f"batching on/off ({top} clients)": served["batching on"] / served["batching off"],
+                     f"batching on/off ({top} clients, 2 workers)":
+                         served["2 workers, batching on"] / served["2 workers, batching off"],
+                     f"batching on / paddlehub runner ({top} clients)": served["batching on"] / served["paddlehub runner"],
                      "ndarray/file wire bytes": out["wire_bytes_per_image"]["ndarray"] / out["wire_bytes_per_image"]["file"]}
     return out
 
@@ -227,9 +238,9 @@ def print_table(results):
     for title, out in results["models"].items():
         print(f"\n== {title}")
         print("raw predictor img/s: " + ", ".join(f"{k} {v:.0f}" for k, v in out["raw"].items()))
-        print(f"{'server | protocol | clients':44} {'img/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+        print(f"{'server | protocol | clients':52} {'img/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
         for key, row in out["served"].items():
-            print(f"{key:44} {row['img_per_s']:8.0f} {row['p50_ms']:8.1f} {row['p99_ms']:8.1f} {row['errors']:7d}")
+            print(f"{key:52} {row['img_per_s']:8.0f} {row['p50_ms']:8.1f} {row['p99_ms']:8.1f} {row['errors']:7d}")
         wire, cpu = out["wire_bytes_per_image"], out["client_cpu_ms_per_image"]
         print(f"wire bytes/image: file {wire['file']:.0f}, ndarray {wire['ndarray']:.0f}; "
               f"client CPU ms/image: file {cpu['file']:.3f}, ndarray {cpu['ndarray']:.3f}")

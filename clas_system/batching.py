@@ -4,13 +4,36 @@
 list of the same length. Callers pass the items of one request and get exactly their results
 back; concurrent callers are merged into shared calls of up to `max_batch_size` items.
 
-A batch waits for more items only while another caller is on its way (inside `prepare`), and
-never longer than `batch_wait_s`: a lone client pays no added latency.
+A batch waits for more items only while another request is on its way, and never longer than
+`batch_wait_s`: a lone client pays no added latency. "On its way" counts callers preparing
+their items and, when the server layer reports them through `REQUESTS_IN_FLIGHT`, HTTP requests
+still being read and parsed. The second matters with Paddle Inference, whose run() holds the
+GIL: without the wait, the batch thread takes the GIL back before parsing requests can queue,
+and batches stay at one or two items.
 """
 import os
 import queue
 import threading
 import time
+
+
+class RequestGauge:
+    """How many requests this process is serving right now; `with REQUESTS_IN_FLIGHT:` counts one."""
+
+    def __init__(self):
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def __enter__(self):
+        with self._lock:
+            self.count += 1
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self.count -= 1
+
+
+REQUESTS_IN_FLIGHT = RequestGauge()
 
 
 class _Request:
@@ -77,7 +100,8 @@ class DynamicBatcher:
                 request = self._queue.get_nowait()
             except queue.Empty:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._coming == 0:
+                others_on_the_way = self._coming > 0 or REQUESTS_IN_FLIGHT.count > len(batch)
+                if remaining <= 0 or not others_on_the_way:
                     break
                 try:
                     request = self._queue.get(timeout=min(remaining, 0.0005))

@@ -14,6 +14,8 @@ that serves the very same Flask app with `request_threads` concurrent requests:
 import logging
 import threading
 
+from .batching import REQUESTS_IN_FLIGHT
+
 log = logging.getLogger("clas_system")
 
 _installed = {}
@@ -26,6 +28,14 @@ def current_authorization():
     except ImportError:
         return None
     return request.headers.get("Authorization") if has_request_context() else None
+
+
+def counting_requests(wsgi_app):
+    """WSGI wrapper that keeps REQUESTS_IN_FLIGHT, so batches know when more requests are coming."""
+    def app(environ, start_response):
+        with REQUESTS_IN_FLIGHT:
+            return wsgi_app(environ, start_response)
+    return app
 
 
 def bounded_threaded_server(host, port, app, max_threads):
@@ -72,6 +82,7 @@ def install_concurrent_runners(serving):
         app_compat.config_with_file(configs)
         app = app_compat.create_app(init_flag=True)
         app.config["MAX_CONTENT_LENGTH"] = body_limit
+        app.wsgi_app = counting_requests(app.wsgi_app)
         log.warning("serving on %s:%s with up to %d concurrent requests", _installed["host"], port, threads)
         bounded_threaded_server(_installed["host"], port, app, threads).serve_forever()
 
@@ -81,6 +92,7 @@ def install_concurrent_runners(serving):
         def load_config(self):
             super().load_config()
             self.application.config["MAX_CONTENT_LENGTH"] = body_limit
+            self.application.wsgi_app = counting_requests(self.application.wsgi_app)
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("threads", threads)
 

@@ -28,7 +28,7 @@ class PredictorParams:
 @dataclasses.dataclass(frozen=True)
 class ServingParams:
     batch_size: int = setting(8, min=1, max=1024, doc="largest model batch; requests are merged up to it")
-    batch_wait_ms: float = setting(2.0, min=0.0, max=1000.0,
+    batch_wait_ms: float = setting(5.0, min=0.0, max=1000.0,
                                    doc="how long a batch waits for more requests before it runs")
     request_threads: int = setting(64, min=0, max=1024,
                                    doc="requests one server process accepts at once; 0 keeps "

@@ -146,3 +146,8 @@ def server_factory(hub_home, tmp_path_factory):
     yield start
     for server in started:
         server.stop()
+
+
+def image_b64(relative):
+    import base64
+    return base64.b64encode(image_bytes(relative)).decode()

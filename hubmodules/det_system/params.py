@@ -32,7 +32,7 @@ PARAMS = {
     },
     "serving": {
         "batch_size": 8,
-        "batch_wait_ms": 2.0,
+        "batch_wait_ms": 5.0,
         "request_threads": 64,
         "host": "0.0.0.0",
         "api_token": None,
