@@ -56,10 +56,6 @@ def choose_backend(model_path, params):
 
 class PaddlePredictor:
     def __init__(self, model_dir, params, max_batch_size=1):
-        # Paddle's Intel OpenMP spins ~200 ms after every run by default, burning cores the
-        # request threads need (measured: 8.4 -> 5.1 ms server CPU per image). It reads this
-        # when its first parallel region starts, which is after this point; a user's value wins.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         from paddle import inference
 
         program, weights = paddle_model_files(model_dir)

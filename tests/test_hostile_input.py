@@ -21,6 +21,8 @@ import requests
 from conftest import image_bytes
 from PIL import Image
 
+from bench.soak import group_rss_kb
+
 MODULE = "clas_system"
 TEXT_UP = "textline/textline_orientation_test_0_0.png"
 LIMITS = {"max_images_per_request": 8, "max_image_pixels": 20_000_000, "max_request_bytes": 4_000_000}
@@ -78,24 +80,6 @@ def ndarray_request(shape, dtype="float32", data=None, **extra):
     if data is None:
         data = np.zeros(shape, dtype).tobytes()
     return {"images": b64(data), "revert_params": {"shape": shape, "dtype": dtype}, **extra}
-
-
-def group_rss_kb(pgid):
-    """Resident memory of every process in the server's process group (hub + any workers), in kB."""
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            if int(stat.rsplit(")", 1)[1].split()[2]) != pgid:  # field 5, after "pid (comm) state ppid"
-                continue
-            for line in (entry / "status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except (OSError, ValueError, IndexError):
-            continue  # the process ended while we looked
-    return total
 
 
 def assert_valid_result(result):
