@@ -249,3 +249,12 @@ def test_extreme_aspect_ratio_is_refused_not_resized():
     preprocess = build_preprocess(parse_ops(IMAGENET_OPS, "ops"))
     with pytest.raises(PreprocessError, match="aspect ratio is too extreme"):
         preprocess(np.zeros((1, 2000, 3), np.uint8))
+
+
+@pytest.mark.parametrize("preset, fix", [("text_line_orientation", "pip install paddlepaddle-gpu"),
+                                         ("text_image_orientation", "pip install onnxruntime-gpu")])
+def test_use_gpu_on_a_cpu_build_fails_at_start_up_naming_the_fix(preset, fix):
+    from clas_system.predictor import ModelError
+    settings = load_classifier_settings({"preset": preset, "predictor": {"use_gpu": True}})
+    with pytest.raises(ModelError, match=fix):
+        build_classifier(settings)
