@@ -6,7 +6,6 @@ unused loopback address, so tests neither touch ~/.paddlehub nor try the network
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,10 +14,11 @@ from pathlib import Path
 import pytest
 import requests
 
+from bench.soak import DEAD_TELEMETRY, free_port, hub_env
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_IMAGES = REPO.parent / "shared" / "images"
 HUB = str(Path(sys.executable).with_name("hub"))
-DEAD_TELEMETRY = "http://127.0.0.1:9/paddlehub"
 
 
 def image_path(relative):
@@ -27,18 +27,6 @@ def image_path(relative):
 
 def image_bytes(relative):
     return (SHARED_IMAGES / relative).read_bytes()
-
-
-def hub_env(hub_home):
-    env = dict(os.environ, HUB_HOME=str(hub_home), PYTHONUNBUFFERED="1")
-    env.pop("CUDA_VISIBLE_DEVICES", None)
-    return env
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
