@@ -3,9 +3,8 @@ import dataclasses
 import os
 from typing import Any, Optional, Tuple
 
-import yaml
 
-from .common import PredictorParams, ServingParams, merge, resolve_path, split_overrides
+from .common import PredictorParams, ServingParams, merge, read_yaml_mapping, resolve_path, split_overrides
 from .ops import MultiLabelThreshOutput, ThreshOutput, Topk, parse_ops, parse_postprocess
 from .presets import CLASSIFIER_PRESETS
 from .schema import ParamsError, parse, setting
@@ -52,13 +51,7 @@ GLOBAL_KEYS = {
 
 def read_inference_yaml(path):
     """A PaddleClas inference_*.yaml as a ClassifierParams-shaped dict (paths relative to it)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            config = yaml.safe_load(f) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise ParamsError(f"inference_config: cannot read {path}: {err}") from err
-    if not isinstance(config, dict):
-        raise ParamsError(f"inference_config: {path} is not a mapping with Global/PreProcess/PostProcess")
+    config = read_yaml_mapping(path, "inference_config", "Global/PreProcess/PostProcess")
     out = {}
     for key, value in (config.get("Global") or {}).items():
         if key in GLOBAL_KEYS:

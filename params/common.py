@@ -4,6 +4,8 @@ import importlib.resources
 import os
 from typing import Optional
 
+import yaml
+
 from .schema import ParamsError, setting, unknown_key_message
 
 PACKAGE_SCHEME = "pkg://"
@@ -61,6 +63,18 @@ def resolve_path(value, where, base_dir=None, kind="path"):
     if not os.path.exists(path):
         raise ParamsError(f"{where}: {kind} not found: {path}")
     return os.path.abspath(path)
+
+
+def read_yaml_mapping(path, where, expected):
+    """A YAML file that must hold a mapping (`expected` says of what, for the error)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ParamsError(f"{where}: cannot read {path}: {err}") from err
+    if not isinstance(config, dict):
+        raise ParamsError(f"{where}: {path} is not a mapping with {expected}")
+    return config
 
 
 def split_overrides(overrides, sections):

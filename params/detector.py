@@ -13,9 +13,8 @@ import dataclasses
 import os
 from typing import Any, Optional, Tuple
 
-import yaml
 
-from .common import PredictorParams, ServingParams, merge, resolve_path, split_overrides
+from .common import PredictorParams, ServingParams, merge, read_yaml_mapping, resolve_path, split_overrides
 from .schema import ParamsError, parse, setting
 
 INFER_CFG_NAME = "infer_cfg.yml"
@@ -144,13 +143,7 @@ def parse_det_ops(entries, where):
 
 def read_infer_cfg(path):
     """PaddleDetection's infer_cfg.yml -> (Preprocess list or None, label_list or None)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            config = yaml.safe_load(f) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise ParamsError(f"{path}: cannot read: {err}") from err
-    if not isinstance(config, dict):
-        raise ParamsError(f"{path}: expected a mapping with Preprocess and label_list")
+    config = read_yaml_mapping(path, "infer_cfg.yml", "Preprocess and label_list")
     labels = config.get("label_list")
     if labels is not None and not isinstance(labels, list):
         raise ParamsError(f"{path}: label_list: expected a list, got {labels!r}")
