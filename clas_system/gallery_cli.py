@@ -21,7 +21,7 @@ from .features import build_feature_extractor
 from .gallery import GalleryError, open_gallery
 from .predictor import ModelError
 from .preprocess import PreprocessError
-from .recognition import build_gallery, holds_gallery
+from .gallery_startup import build_gallery, holds_gallery
 
 
 def parse_assignment(text):
