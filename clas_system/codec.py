@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from .errors import BadRequest, TooLarge
+
 REDUCED_DECODE_FLAGS = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
                         (2, cv2.IMREAD_REDUCED_COLOR_2))
 NDARRAY_DTYPES = ("float32", "float16", "uint8")
@@ -22,8 +24,12 @@ JSON_TYPE_NAMES = {dict: "an object", list: "an array", str: "a string", int: "a
                    bool: "a boolean", type(None): "null"}
 
 
-class ImageError(ValueError):
+class ImageError(BadRequest):
     """One input image cannot be used; the message says which and why."""
+
+
+class ImageTooLarge(ImageError, TooLarge):
+    """One input image is over a size limit (pixels, or bytes of an ndarray batch)."""
 
 
 def json_type(value):
@@ -39,9 +45,12 @@ def b64decode_text(text, where):
         header, sep, text = text.partition(",")
         if not sep or not header.endswith(";base64"):
             raise ImageError(f"{where}: a data: URL must be base64 encoded (data:image/jpeg;base64,...)")
-    compact = "".join(text.split())
     try:
-        return base64.b64decode(compact, validate=True)
+        return binascii.a2b_base64(text, strict_mode=True)
+    except (binascii.Error, ValueError):
+        pass  # line breaks, or really not base64: the slower path below tells which
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError) as err:
         raise ImageError(f"{where}: not valid base64 ({err})") from err
 
@@ -54,7 +63,7 @@ def image_header(data, where):
         with Image.open(io.BytesIO(data)) as im:
             return im.format, im.width, im.height
     except Image.DecompressionBombError as err:
-        raise ImageError(f"{where}: image is too large to decode ({err})") from err
+        raise ImageTooLarge(f"{where}: image is too large to decode ({err})") from err
     except (OSError, ValueError, SyntaxError) as err:
         raise ImageError(f"{where}: not a decodable image (jpg, png, bmp or webp expected)") from err
 
@@ -78,7 +87,7 @@ def decode_image(data, where="image", max_pixels=None, min_side=None, to_rgb=Tru
     """
     fmt, width, height = image_header(data, where)
     if max_pixels is not None and width * height > max_pixels:
-        raise ImageError(f"{where}: {width}x{height} is {width * height} pixels, over the limit of {max_pixels}")
+        raise ImageTooLarge(f"{where}: {width}x{height} is {width * height} pixels, over the limit of {max_pixels}")
     if fmt in JPEG_FORMATS and not data.rstrip(b"\0").endswith(b"\xff\xd9"):
         raise ImageError(f"{where}: truncated JPEG (no end-of-image marker)")
     flag = cv2.IMREAD_COLOR
@@ -114,6 +123,11 @@ def read_image_bytes(image):
                      f"a numpy array or a PIL image")
 
 
+def blank_image(width=320, height=320):
+    """A small grey PNG: enough to load a model and run it once (warm-up)."""
+    return read_image_bytes(np.full((height, width, 3), 128, np.uint8))
+
+
 def b64encode_image(image):
     return base64.b64encode(read_image_bytes(image)).decode("ascii")
 
@@ -137,7 +151,7 @@ def b64_to_ndarray(text, revert_params, max_bytes=None):
         raise ImageError(f"revert_params.shape: expected a list of positive ints, got {shape!r}")
     expected = math.prod(shape) * np.dtype(dtype).itemsize  # exact: np.prod wraps around at 2**63
     if max_bytes is not None and expected > max_bytes:
-        raise ImageError(f"revert_params.shape: {shape} is {expected} bytes, over the limit of {max_bytes}")
+        raise ImageTooLarge(f"revert_params.shape: {shape} is {expected} bytes, over the limit of {max_bytes}")
     raw = b64decode_text(text, "images")
     if len(raw) != expected:
         raise ImageError(f"images: {len(raw)} bytes do not match revert_params shape {shape} "

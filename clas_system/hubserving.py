@@ -1,116 +1,153 @@
-"""PaddleHub integration: concurrent request handling under the user's own `hub serving start`.
+"""PaddleHub integration: our HTTP front under the user's own `hub serving start`.
 
 PaddleHub serves one request at a time per process: `-m` runs Flask with threaded=False and
-`--use_multiprocess` runs gunicorn *sync* workers. Nothing could ever be batched across
-requests. `hub serving start` builds the modules first and only then looks up its runner
-(`app_compat.run`, or `StandaloneApplication` for gunicorn), so a module can swap in a runner
-that serves the very same Flask app with `request_threads` concurrent requests:
+`--use_multiprocess` runs gunicorn *sync* workers. `hub serving start` builds the modules first
+and only then looks up its runner (`app_compat.run`, or `StandaloneApplication` for gunicorn),
+so a module can swap in a runner that serves the same modules through `http_app.ServingApp`
+on uvicorn:
 
-- `-m`: a bounded thread-per-request WSGI server, bound to params `serving.host`;
-- `--use_multiprocess`: gunicorn's gthread workers with `request_threads` threads each.
+- `-m`: one process, uvicorn bound to params `serving.host`;
+- `--use_multiprocess`: gunicorn forks `workers` processes, each running uvicorn (ServingWorker).
 
+Both stop gracefully on SIGTERM: no new connections, in-flight requests finish within
+`serving.graceful_stop_s`, then every module's `close()` runs (the gallery flushes its log).
 `request_threads: 0` in params leaves PaddleHub's runners untouched.
 """
 import ctypes
 import ctypes.util
 import logging
-import threading
 
-from .batching import REQUESTS_IN_FLIGHT
+from .http_app import HttpLimits, ServingApp, current_authorization, own_method  # noqa: F401 (modules import it from here)
 
 log = logging.getLogger("clas_system")
 
 _installed = {}
 
 
-def current_authorization():
-    """The Authorization header of the HTTP request being served, if any."""
-    try:
-        from flask import has_request_context, request
-    except ImportError:
-        return None
-    return request.headers.get("Authorization") if has_request_context() else None
-
-
 M_ARENA_MAX = -8  # glibc mallopt parameter
 
 
 def limit_malloc_arenas(count=2):
-    """glibc gives each request thread its own malloc arena; with many threads RSS creeps up.
-    Measured over a 100 s soak: +32 MB with the default, +22 MB and 50 MB less overall with 2
-    (what MALLOC_ARENA_MAX=2 does, set from inside since `hub serving start` is the user's)."""
+    """glibc gives each thread that allocates its own malloc arena, up to 8 per core; capping
+    them (what MALLOC_ARENA_MAX=2 does, set from inside since `hub serving start` is the
+    user's) keeps fragmentation across request threads bounded."""
     name = ctypes.util.find_library("c")
     if name and "libc" in name:
         ctypes.CDLL(name).mallopt(M_ARENA_MAX, count)
 
 
-def counting_requests(wsgi_app):
-    """WSGI wrapper that keeps REQUESTS_IN_FLIGHT, so batches know when more requests are coming."""
-    def app(environ, start_response):
-        with REQUESTS_IN_FLIGHT:
-            return wsgi_app(environ, start_response)
-    return app
+def http_limits(serving):
+    """The front's limits from one module's serving settings, widened by earlier modules'."""
+    # base64 grows bytes by 4/3; the rest is JSON around them.
+    body = serving.max_request_bytes * 4 // 3 + (1 << 20)
+    previous = _installed.get("limits")
+    if previous is None:
+        return HttpLimits(serving.request_threads, serving.max_waiting_requests, serving.max_wait_ms / 1000.0, body)
+    return HttpLimits(max(previous.request_threads, serving.request_threads),
+                      max(previous.max_waiting_requests, serving.max_waiting_requests),
+                      max(previous.max_wait_s, serving.max_wait_ms / 1000.0),
+                      max(previous.max_body_bytes, body))
 
 
-def bounded_threaded_server(host, port, app, max_threads):
-    from werkzeug.serving import ThreadedWSGIServer
+def uvicorn_options(graceful_stop_s):
+    return {"loop": "uvloop", "http": "httptools", "lifespan": "off", "access_log": False,
+            "timeout_graceful_shutdown": graceful_stop_s, "timeout_keep_alive": 30}
 
-    class BoundedThreadedWSGIServer(ThreadedWSGIServer):
-        """A thread per request, at most max_threads at once; past that, accept() waits."""
 
-        slots = threading.BoundedSemaphore(max_threads)
-
-        def process_request(self, request, client_address):
-            self.slots.acquire()
+def close_modules(module_infos):
+    for name, info in module_infos.items():
+        close = own_method(info.get("module"), "close")
+        if close is not None:
             try:
-                super().process_request(request, client_address)
-            except BaseException:
-                self.slots.release()
-                raise
+                close()
+            except Exception as err:  # noqa: BLE001 - every module gets its chance to close
+                log.error("closing %s failed", name, exc_info=err)
 
-        def process_request_thread(self, request, client_address):
-            try:
-                super().process_request_thread(request, client_address)
-            finally:
-                self.slots.release()
 
-    return BoundedThreadedWSGIServer(host, int(port), app)
+def module_infos():
+    from paddlehub.serving.model_service.base_model_service import v2_module_info
+    return v2_module_info.modules_info
+
+
+def serve_one_process(flask_app, host, port):
+    """`hub serving start -m`: uvicorn in this process until SIGTERM/SIGINT."""
+    import uvicorn
+
+    limits, graceful = _installed["limits"], _installed["graceful_stop_s"]
+    app = ServingApp(flask_app, module_infos(), limits)
+    log.warning("serving on %s:%s: %d request threads, %d more may wait up to %.0f ms",
+                host, port, limits.request_threads, limits.max_waiting_requests, limits.max_wait_s * 1000)
+    config = uvicorn.Config(app, host=host, port=int(port), log_level="warning", **uvicorn_options(graceful))
+    app.start()
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        close_modules(module_infos())
+    log.warning("stopped")
 
 
 def install_concurrent_runners(serving):
-    """Make the running `hub serving start` accept `serving.request_threads` requests at once.
+    """Make the running `hub serving start` serve through our front with `serving`'s limits.
 
-    Called from a module's __init__; with several modules the largest thread count wins."""
+    Called from a module's __init__; with several modules the largest limits win."""
     if serving.request_threads == 0:
         return
     from paddlehub.commands import serving as hub_serving_command
     from paddlehub.serving import app_compat
 
-    threads = max(serving.request_threads, _installed.get("threads", 0))
-    # base64 grows bytes by 4/3; the rest is JSON around them. Flask answers 413 past this,
-    # before the body is read into memory.
-    body_limit = max(serving.max_request_bytes * 4 // 3 + (1 << 20), _installed.get("body_limit", 0))
-    _installed.update(threads=threads, host=serving.host, body_limit=body_limit)
+    _installed["limits"] = http_limits(serving)
+    _installed["graceful_stop_s"] = max(serving.graceful_stop_s, _installed.get("graceful_stop_s", 0))
+    _installed.setdefault("host", serving.host)
 
     def run(configs=None, port=8866):
         limit_malloc_arenas()
         app_compat.config_with_file(configs)
-        app = app_compat.create_app(init_flag=True)
-        app.config["MAX_CONTENT_LENGTH"] = body_limit
-        app.wsgi_app = counting_requests(app.wsgi_app)
-        log.warning("serving on %s:%s with up to %d concurrent requests", _installed["host"], port, threads)
-        bounded_threaded_server(_installed["host"], port, app, threads).serve_forever()
+        serve_one_process(app_compat.create_app(init_flag=True), _installed["host"], port)
 
     _installed.setdefault("original_app", hub_serving_command.StandaloneApplication)
 
-    class ThreadedStandaloneApplication(_installed["original_app"]):
+    class ServingStandaloneApplication(_installed["original_app"]):
         def load_config(self):
             super().load_config()
-            limit_malloc_arenas()
-            self.application.config["MAX_CONTENT_LENGTH"] = body_limit
-            self.application.wsgi_app = counting_requests(self.application.wsgi_app)
-            self.cfg.set("worker_class", "gthread")
-            self.cfg.set("threads", threads)
+            self.application = ServingApp(self.application, module_infos(), _installed["limits"])
+            self.cfg.set("worker_class", "clas_system.hubserving.ServingWorker")
+            self.cfg.set("graceful_timeout", _installed["graceful_stop_s"] + 2)
+            if _installed["host"] != "0.0.0.0":
+                port = self.cfg.bind[0].rsplit(":", 1)[1]
+                self.cfg.set("bind", [f"{_installed['host']}:{port}"])
 
     app_compat.run = run
-    hub_serving_command.StandaloneApplication = ThreadedStandaloneApplication
+    hub_serving_command.StandaloneApplication = ServingStandaloneApplication
+
+
+def _serving_worker_class():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from uvicorn.workers import UvicornWorker
+
+    class ServingWorker(UvicornWorker):
+        """A gunicorn worker running uvicorn with our options; closes the modules on exit."""
+
+        CONFIG_KWARGS = uvicorn_options(_installed.get("graceful_stop_s", 10.0))
+
+        def init_process(self):
+            limit_malloc_arenas()
+            super().init_process()
+
+        def run(self):
+            self.wsgi.start()
+            try:
+                super().run()
+            finally:
+                close_modules(module_infos())
+
+    return ServingWorker
+
+
+def __getattr__(name):
+    # gunicorn imports the worker class by name, in the master before forking workers.
+    if name == "ServingWorker":
+        return _serving_worker_class()
+    raise AttributeError(name)

@@ -10,11 +10,12 @@ import time
 import numpy as np
 
 from .codec import ImageError, b64_to_ndarray, b64decode_text, json_type
+from .errors import BadRequest, TooLarge, Unauthorized
 from .preprocess import PreprocessError
 
 
-class RequestError(ValueError):
-    """The request is malformed or over a limit; the message says which field and why."""
+class RequestError(BadRequest):
+    """The request is malformed; the message says which field and why."""
 
 
 SERVER_PATH_FIELDS = ("paths", "path", "image_path", "image_paths", "urls")
@@ -26,7 +27,7 @@ def check_token(serving, authorization):
         return
     given = (authorization or "").removeprefix("Bearer ").strip()
     if not hmac.compare_digest(given.encode(), serving.api_token.encode()):
-        raise RequestError("unauthorized: send the header 'Authorization: Bearer <api_token>'")
+        raise Unauthorized("unauthorized: send the header 'Authorization: Bearer <api_token>'")
 
 
 def check_fields(request, allowed):
@@ -50,7 +51,7 @@ def image_list(request, serving):
     if not images:
         raise RequestError("images: empty list; send at least one image")
     if len(images) > serving.max_images_per_request:
-        raise RequestError(f"images: {len(images)} images, over the limit of {serving.max_images_per_request} per request")
+        raise TooLarge(f"images: {len(images)} images, over the limit of {serving.max_images_per_request} per request")
     decoded, total = [], 0
     for i, text in enumerate(images):
         try:
@@ -60,14 +61,17 @@ def image_list(request, serving):
             continue
         total += len(data)
         if total > serving.max_request_bytes:
-            raise RequestError(f"images: more than {serving.max_request_bytes} bytes of image data in one request")
+            raise TooLarge(f"images: more than {serving.max_request_bytes} bytes of image data in one request")
         decoded.append(data)
     return decoded
 
 
 def raise_if_any(errors):
+    """One error for all the request's problems (messages or exceptions); it is too_large
+    when every problem is a size limit, else bad_request."""
     if errors:
-        raise RequestError("; ".join(errors))
+        cls = TooLarge if all(isinstance(e, TooLarge) for e in errors) else RequestError
+        raise cls("; ".join(map(str, errors)))
 
 
 def positive_int(request, name, default, maximum=None):
@@ -87,12 +91,12 @@ def prepare_all(images, to_tensor):
     tensors, errors = [], []
     for i, data in enumerate(images):
         if isinstance(data, ImageError):
-            errors.append(str(data))
+            errors.append(data)
             continue
         try:
             tensors.append(to_tensor(data, f"images[{i}]"))
         except ImageError as err:
-            errors.append(str(err))
+            errors.append(err)
         except PreprocessError as err:
             errors.append(f"images[{i}]: {err}")
     raise_if_any(errors)
@@ -134,13 +138,13 @@ def reference_batch(classifier, request, serving):
         batch = b64_to_ndarray(request["images"], request.get("revert_params"),
                                max_bytes=serving.max_request_bytes)
     except ImageError as err:
-        raise RequestError(str(err)) from err
+        raise_if_any([err])
     expected = classifier.input_shape
     if batch.ndim != 4 or tuple(batch.shape[1:]) != expected:
         raise RequestError(f"revert_params.shape: {list(batch.shape)} does not fit this model; "
                            f"expected [N, {', '.join(map(str, expected))}]")
     if batch.shape[0] > serving.max_images_per_request:
-        raise RequestError(f"images: {batch.shape[0]} images, over the limit of {serving.max_images_per_request} per request")
+        raise TooLarge(f"images: {batch.shape[0]} images, over the limit of {serving.max_images_per_request} per request")
     if batch.dtype != "float32":
         batch = batch.astype("float32")
     if not np.isfinite(batch).all():

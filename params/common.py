@@ -32,9 +32,16 @@ class ServingParams:
     batch_size: int = setting(8, min=1, max=1024, doc="largest model batch; requests are merged up to it")
     batch_wait_ms: float = setting(5.0, min=0.0, max=1000.0,
                                    doc="how long a batch waits for more requests before it runs")
-    request_threads: int = setting(64, min=0, max=1024,
-                                   doc="requests one server process accepts at once; 0 keeps "
-                                       "PaddleHub's one-at-a-time behaviour (no batching across requests)")
+    request_threads: int = setting(16, min=0, max=1024,
+                                   doc="requests one server process works on at once (a fixed pool of threads); "
+                                       "0 keeps PaddleHub's one-at-a-time runner (no batching across requests)")
+    max_waiting_requests: int = setting(64, min=0, max=100_000,
+                                        doc="requests that may wait for a request thread; past that the answer "
+                                            "is 'overloaded' (HTTP 503) at once")
+    max_wait_ms: float = setting(2000.0, min=1.0, doc="a request that waited longer than this for a request "
+                                                      "thread is answered 'overloaded' without being run")
+    graceful_stop_s: float = setting(10.0, min=0.0, max=600.0,
+                                     doc="on SIGTERM, how long requests in flight may take to finish")
     host: str = setting("0.0.0.0", doc="address `hub serving start -m` binds (127.0.0.1 behind a proxy)")
     api_token: Optional[str] = setting(None, doc="when set, every request must carry this token")
     max_images_per_request: int = setting(64, min=1)

@@ -5,7 +5,7 @@ Glue only; the engine lives in the `clas_system` package, the settings in params
 from paddlehub.module.module import moduleinfo, serving
 
 from clas_system.classifier import build_batcher, build_classifier
-from clas_system.codec import read_image_bytes
+from clas_system.codec import blank_image, read_image_bytes
 from clas_system.hubserving import current_authorization, install_concurrent_runners
 from clas_system.serving import classify_request
 from params import load_classifier_settings
@@ -32,6 +32,14 @@ class ClasSystem:
         """Python API: image paths, bytes, numpy arrays or PIL images -> results."""
         return self.classifier.classify([read_image_bytes(image) for image in images], top_k)
 
+    def serve_request(self, request):
+        """What `POST /predict/clas_system` runs (our HTTP front calls it with the JSON object)."""
+        return classify_request(self.classifier, self.batcher, request, current_authorization())
+
+    def warm_up(self):
+        """Load the model in this process (each gunicorn worker) before /ready says so."""
+        self.classifier.classify([blank_image()])
+
     @serving
     def serving_method(self, **request):
-        return classify_request(self.classifier, self.batcher, request, current_authorization())
+        return self.serve_request(request)
