@@ -21,6 +21,11 @@ setup(
         "tqdm",
         "flask",
         "gunicorn",
+        # the HTTP front: uvicorn with its C parser and loop, orjson for the envelope
+        "uvicorn",
+        "httptools",
+        "uvloop",
+        "orjson",
         "onnxruntime",
         "onnx",
         "faiss-cpu",
