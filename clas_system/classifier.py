@@ -12,18 +12,22 @@ import numpy as np
 from .batching import DynamicBatcher
 from .codec import decode_image
 from .postprocess import build_postprocess
-from .predictor import LazyPredictor
+from .predictor import ImageModel, build_image_model
 from .preprocess import build_preprocess, decode_settings
 
 
 @dataclasses.dataclass(frozen=True)
 class Classifier:
     settings: object  # params.ClassifierSettings
-    predictor: LazyPredictor
-    preprocess: Callable  # HWC uint8 image -> CHW float32 tensor
+    model: ImageModel
+    preprocess: Callable  # HWC uint8 image -> the whole preprocessing's float32 tensor
     postprocess: Callable  # (probs [N, C], top_k) -> results
     to_rgb: bool
     min_side: object  # int or None: how far a JPEG may be reduced while decoding
+
+    @property
+    def predictor(self):
+        return self.model.predictor
 
     @functools.cached_property
     def input_shape(self):
@@ -31,17 +35,17 @@ class Classifier:
         return tuple(self.preprocess(np.zeros((512, 512, 3), np.uint8)).shape)
 
     def image_to_tensor(self, data, where="image"):
-        """Encoded image bytes -> model input tensor (decode + preprocess)."""
+        """Encoded image bytes -> this image's model input: decoded and resized/cropped, a uint8
+        image whose cast and normalisation happen once per batch (or in the graph)."""
         serving = self.settings.serving
         image = decode_image(data, where, max_pixels=serving.max_image_pixels,
                              min_side=self.min_side if serving.reduced_decode else None, to_rgb=self.to_rgb)
-        return self.preprocess(image)
+        return self.model.prepare(image)
 
     def predict_tensors(self, tensors):
-        """A list (or stacked array) of input tensors -> probability rows, one per tensor."""
-        batch = np.stack(tensors) if isinstance(tensors, list) else tensors
-        outputs = self.predictor.run({self.predictor.input_names[0]: batch})
-        probs = outputs[0]
+        """image_to_tensor results and/or float32 tensors already preprocessed (PaddleClas's
+        ndarray protocol), in any mix -> probability rows, one per item."""
+        probs = self.model.run(list(tensors))
         return list(probs.reshape(probs.shape[0], -1))
 
     def classify(self, images, top_k=None):
@@ -58,7 +62,8 @@ def build_classifier(settings):
     to_rgb, min_side = decode_settings(settings.preprocess)
     return Classifier(
         settings=settings,
-        predictor=LazyPredictor(settings.model_path, settings.predictor, settings.serving.batch_size),
+        model=build_image_model(settings.model_path, settings.preprocess, settings.predictor,
+                                settings.serving.batch_size),
         preprocess=build_preprocess(settings.preprocess),
         postprocess=build_postprocess(settings.postprocess, settings.labels),
         to_rgb=to_rgb,

@@ -18,7 +18,7 @@ import numpy as np
 
 from .batching import DynamicBatcher
 from .codec import decode_image
-from .predictor import LazyPredictor, ModelError, paddle_model_files
+from .predictor import ImageModel, ModelError, build_image_model, paddle_model_files
 from .preprocess import build_preprocess, decode_settings
 
 
@@ -48,9 +48,13 @@ def finish_features(raw, feature_norm, binarize):
 @dataclasses.dataclass(frozen=True)
 class FeatureExtractor:
     settings: object  # params.recognition.FeatureSettings
-    predictor: LazyPredictor
+    model: ImageModel
     preprocess: Callable  # HWC uint8 image in the model's channel order -> CHW float32 tensor
     to_rgb: bool  # the model's channel order (PaddleClas DecodeImage.to_rgb)
+
+    @property
+    def predictor(self):
+        return self.model.predictor
 
     @functools.cached_property
     def input_shape(self):
@@ -83,16 +87,16 @@ class FeatureExtractor:
         return decode_image(data, where, max_pixels=self.settings.serving.max_image_pixels)
 
     def tensor(self, image):
-        """An RGB image (or a crop of one) -> model input tensor."""
-        return self.preprocess(image if self.to_rgb else np.ascontiguousarray(image[:, :, ::-1]))
+        """An RGB image (or a crop of one) -> its model input for embed_tensors (resized uint8;
+        normalised per batch or in the graph)."""
+        return self.model.prepare(image if self.to_rgb else np.ascontiguousarray(image[:, :, ::-1]))
 
     def image_to_tensor(self, data, where="image"):
         return self.tensor(self.decode(data, where))
 
     def embed_tensors(self, tensors):
         """Input tensors -> one embedding row per tensor (the batch function for DynamicBatcher)."""
-        batch = np.stack(tensors) if isinstance(tensors, list) else tensors
-        raw = self.predictor.run({self.predictor.input_names[0]: batch})[0]
+        raw = self.model.run(list(tensors))
         return list(finish_features(raw, self.settings.feature_norm, self.settings.binarize))
 
     def embed_images(self, images, names=None):
@@ -113,7 +117,8 @@ def build_feature_extractor(settings):
     to_rgb, _ = decode_settings(settings.preprocess)
     return FeatureExtractor(
         settings=settings,
-        predictor=LazyPredictor(settings.model_path, settings.predictor, settings.serving.batch_size),
+        model=build_image_model(settings.model_path, settings.preprocess, settings.predictor,
+                                settings.serving.batch_size),
         preprocess=build_preprocess(settings.preprocess),
         to_rgb=to_rgb,
     )

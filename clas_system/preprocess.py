@@ -2,8 +2,14 @@
 
 Same arithmetic as PaddleClas's deploy ops (cv2 resize, round() on resize_short, floor-centred
 crop, float32 `x * scale - mean) / std`), so the same image and config give the same tensor.
+
+`build_pipeline(ops)` splits the same ops in two for serving: a geometric part done per image on
+uint8 arrays (resize, crop, pad), and a tensor part (cast, mean/std, layout, padding after
+normalisation) done once per batch, or inside the model when the backend can (`ImageInput`).
 """
+import dataclasses
 import math
+from typing import Callable, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -132,3 +138,130 @@ def decode_settings(ops):
         elif isinstance(op, op_settings.CropImage):
             return to_rgb, None
     return to_rgb, None
+
+
+# ---- serving: per-image geometry, per-batch tensor stage -----------------------------------
+
+# PadToSize among them pads the uint8 image; after NormalizeImage it belongs to the tensor part.
+GEOMETRIC_OPS = (op_settings.ResizeImage, op_settings.CropImage, op_settings.ResizeByHeight, op_settings.PadToSize)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageInput:
+    """What a model given uint8 NHWC images must do itself to equal the tensor part:
+    float32 `(x * scale - mean) / std` per channel, then NCHW if `channel_first`."""
+    scale: float
+    mean: Tuple[float, ...]
+    std: Tuple[float, ...]
+    channel_first: bool
+
+    def key(self):
+        """A stable text naming this transform, for caches of models derived with it."""
+        return repr(dataclasses.astuple(self))
+
+
+@dataclasses.dataclass(frozen=True)
+class Pipeline:
+    """`prepare(image)` per image; `to_batch(prepared)` -> the float32 model input batch.
+
+    When `image_input` is set, `prepare` gives uint8 HWC images and a backend may take their
+    stack as is, doing `image_input` in the graph; `to_batch` does the same in one pass."""
+    prepare: Callable  # HWC uint8 image -> uint8 HWC image (or, without a tensor stage, the tensor)
+    to_batch: Callable  # list of prepare() results -> float32 batch
+    image_input: Optional[ImageInput]  # None: the tensor part cannot run in a graph
+
+
+def normalize_table(op):
+    """[3, 256] float32: every uint8 value through PaddleClas's (x * scale - mean) / std per
+    channel, in the same float32 operations, so a lookup equals the arithmetic bit for bit."""
+    values = np.arange(256, dtype=np.float32).reshape(1, 256)
+    mean = np.array(op.mean, np.float32).reshape(-1, 1)
+    std = np.array(op.std, np.float32).reshape(-1, 1)
+    return np.ascontiguousarray(np.broadcast_to((values * np.float32(op.scale) - mean) / std, (3, 256)))
+
+
+def tensor_stage(ops):
+    """(NormalizeImage, PadToSize after it or None, channel_first) when `ops` is a plain tensor
+    part a batch pass can do: NormalizeImage on HWC, optional PadToSize, optional ToCHWImage
+    last. None for anything else (the per-image path runs those ops as they are)."""
+    kinds = [type(op) for op in ops]
+    if not kinds or kinds[0] is not op_settings.NormalizeImage:
+        return None
+    normalize = ops[0]
+    if normalize.order == "chw" or normalize.channel_num != 3 or normalize.output_fp16:
+        return None
+    rest = kinds[1:]
+    pad = None
+    if rest[:1] == [op_settings.PadToSize]:
+        pad, rest = ops[1], rest[1:]
+    if rest not in ([], [op_settings.ToCHWImage]):
+        return None
+    return normalize, pad, bool(rest)
+
+
+def batch_normalizer(normalize, pad, channel_first):
+    """list of uint8 HWC images -> float32 batch, written once into its final layout through a
+    256-entry table per channel (PadToSize's fill where images are smaller)."""
+    table = normalize_table(normalize)
+
+    def to_batch(images):
+        if pad is not None:
+            width, height = pad.size
+        else:
+            height, width = images[0].shape[:2]
+        shape = (len(images), 3, height, width) if channel_first else (len(images), height, width, 3)
+        out = np.full(shape, pad.value, np.float32) if pad is not None else np.empty(shape, np.float32)
+        for i, image in enumerate(images):
+            h, w = image.shape[:2]
+            if pad is None and (h, w) != (height, width):
+                raise PreprocessError(f"images of {width}x{height} and {w}x{h} cannot share a batch; "
+                                      f"end the preprocess with a fixed size (CropImage, ResizeImage size)")
+            for c in range(3):
+                target = out[i, c, :h, :w] if channel_first else out[i, :h, :w, c]
+                np.take(table[c], image[:, :, c], out=target)
+        return out
+    return to_batch
+
+
+def fits_within(pad):
+    """Checks per image, where the error reaches its request, what PadToSize will need."""
+    width, height = pad.size
+
+    def run(img):
+        h, w = img.shape[:2]
+        if h > height or w > width:
+            raise PreprocessError(f"image of {w}x{h} is larger than PadToSize {width}x{height}")
+        return img
+    return run
+
+
+def geometric_steps(ops):
+    return [BUILDERS[type(op)](op) for op in ops]
+
+
+def chain(steps):
+    def run(img):
+        for step in steps:
+            img = step(img)
+        return img
+    return run
+
+
+def build_pipeline(ops):
+    """Typed op settings -> Pipeline: the leading resize/crop ops per image, the rest per batch
+    (or in the graph) when they are a plain NormalizeImage (+ PadToSize) (+ ToCHWImage)."""
+    ops = [op for op in ops if not isinstance(op, op_settings.DecodeImage)]
+    split = next((i for i, op in enumerate(ops) if not isinstance(op, GEOMETRIC_OPS)), len(ops))
+    stage = tensor_stage(ops[split:])
+    if stage is None:
+        whole = build_preprocess(ops)
+        return Pipeline(prepare=whole, to_batch=np.stack, image_input=None)
+    normalize, pad, channel_first = stage
+    geometry = chain(geometric_steps(ops[:split]))
+    if pad is not None:
+        geometry = chain([geometry, fits_within(pad)])
+    image_input = None if pad is not None else ImageInput(
+        scale=float(normalize.scale), mean=tuple(normalize.mean) * (3 // len(normalize.mean)),
+        std=tuple(normalize.std) * (3 // len(normalize.std)), channel_first=channel_first)
+    return Pipeline(prepare=lambda img: np.ascontiguousarray(geometry(img)),
+                    to_batch=batch_normalizer(normalize, pad, channel_first), image_input=image_input)

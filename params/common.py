@@ -13,8 +13,9 @@ PACKAGE_SCHEME = "pkg://"
 
 @dataclasses.dataclass(frozen=True)
 class PredictorParams:
-    backend: str = setting("auto", choices=("auto", "paddle", "onnxruntime"),
-                           doc="auto: .onnx files run on ONNX Runtime, folders on Paddle Inference")
+    backend: str = setting("auto", choices=("auto", "openvino", "paddle", "onnxruntime"),
+                           doc="auto: on CPU OpenVINO (Paddle 3 inference.json folders: Paddle Inference); "
+                               "with use_gpu Paddle Inference for folders, ONNX Runtime for .onnx")
     use_gpu: bool = setting(False, doc="needs paddlepaddle-gpu (pip install '.[gpu]')")
     gpu_id: int = setting(0, min=0)
     gpu_mem: int = setting(500, min=1, doc="initial GPU memory pool, MB")
@@ -25,6 +26,8 @@ class PredictorParams:
     enable_mkldnn: bool = setting(True, doc="oneDNN on CPU")
     cpu_threads: int = setting(2, min=1, max=256, doc="math threads per predictor")
     ir_optim: bool = setting(True, doc="graph optimisation passes")
+    cpu_precision: str = setting("fp32", choices=("fp32", "bf16"),
+                                 doc="OpenVINO on CPU; bf16 (CPUs with AVX512-BF16/AMX) is faster but moves scores")
 
 
 @dataclasses.dataclass(frozen=True)
