@@ -1,0 +1,173 @@
+"""The web pages in headless Chromium (Debian's `chromium`, driven by Playwright) against real
+served modules: one `hub serving start` with clas_system, det_system (the generated fixture
+detector: no real mainbody detector can be had offline) and rec_system (empty gallery, api_token
+set). Until the server runner registers the blueprint itself, a small Flask app serves it here
+and forwards /predict/* to that server, so the pages stay same-origin as they will be.
+Screenshots land in build/test-artifacts/ (or $CLAS_TEST_ARTIFACTS) for the README."""
+import os
+import re
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import REPO, SHARED_IMAGES
+from debian_packages import ensure_debian_packages
+from fixtures_detector import export_fixture_detector
+from flask import Flask, Response, request
+from werkzeug.serving import make_server
+
+from bench.soak import free_port
+from clas_system import webui
+
+ARTIFACTS = Path(os.environ.get("CLAS_TEST_ARTIFACTS", REPO / "build" / "test-artifacts"))
+TOKEN = "people-token"
+MODULES = ["clas_system", "det_system", "rec_system"]
+TIMEOUT_MS = 60_000
+
+
+def test_modules_listing_and_static_files():
+    client = webui.register(Flask("t"), served_modules=lambda: ["rec_system", "other"]).test_client()
+    assert client.get("/ui/api/modules").get_json() == {"modules": [
+        {"name": "rec_system", "kind": "recognize", "gallery": True},
+        {"name": "other", "kind": None, "gallery": False}]}
+    page = client.get("/ui/")
+    assert page.status_code == 200 and b"Served modules" in page.data
+    assert client.get("/ui/gallery.js").status_code == 200
+    assert client.get("/ui/../__init__.py").status_code == 404
+
+
+def test_pages_load_nothing_from_elsewhere():
+    for path in webui.STATIC_DIR.iterdir():
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"(src|href)=\"(https?:)?//", text), path.name
+        assert "url(http" not in text and "@import" not in text, path.name
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    ensure_debian_packages("chromium", "fonts-wqy-microhei", present=lambda: shutil.which("chromium") is not None)
+    playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def hub_server(server_factory, tmp_path_factory):
+    detector_dir = tmp_path_factory.mktemp("webui_detector")
+    export_fixture_detector(detector_dir)
+    return server_factory(modules={
+        "clas_system": {},
+        "det_system": {"model_dir": str(detector_dir)},
+        "rec_system": {"index_dir": str(tmp_path_factory.mktemp("webui_rec") / "gallery"), "api_token": TOKEN},
+    })
+
+
+def forwarding_app(hub_url):
+    """The blueprint plus /predict/* forwarded to the hub server (headers and status kept)."""
+    app = webui.register(Flask("webui_test"), served_modules=lambda: MODULES)
+
+    @app.post("/predict/<module>")
+    def predict(module):
+        headers = {k: v for k, v in request.headers.items() if k in ("Content-Type", "Authorization")}
+        answer = requests.post(f"{hub_url}/predict/{module}", data=request.get_data(), headers=headers, timeout=120)
+        return Response(answer.content, status=answer.status_code, content_type=answer.headers.get("Content-Type"))
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def ui_url(hub_server):
+    server = make_server("127.0.0.1", free_port(), forwarding_app(hub_server.url), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.fixture
+def page(chromium):
+    context = chromium.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.on("dialog", lambda dialog: dialog.accept())  # "remove label?" confirmations
+    yield page
+    context.close()
+
+
+def screenshot(page, name):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"webui_{name}.png"), full_page=True)
+
+
+def test_index_lists_the_served_modules(page, ui_url):
+    page.goto(f"{ui_url}/ui/")
+    page.wait_for_selector("#modules a")
+    names = page.locator("#modules .name").all_inner_texts()
+    assert names == MODULES
+    assert page.locator("#modules a", has_text="gallery manager").count() == 1
+    screenshot(page, "index")
+
+
+def test_classification_page_shows_the_right_label(page, ui_url):
+    page.goto(f"{ui_url}/ui/predict.html?module=clas_system")
+    page.wait_for_selector("#top-k")
+    page.fill("#top-k", "2")
+    page.set_input_files("#files", str(SHARED_IMAGES / "textline" / "textline_orientation_test_1_0.png"))
+    page.wait_for_selector(".result.done")
+    assert page.locator(".result .bar.best .label").inner_text() == "180"
+    assert page.locator(".result .bar").count() == 2
+    screenshot(page, "clas_system")
+
+
+def test_detection_page_draws_boxes(page, ui_url):
+    page.goto(f"{ui_url}/ui/predict.html?module=det_system")
+    page.wait_for_selector("#threshold")
+    page.fill("#threshold", "0.5")
+    page.set_input_files("#files", str(SHARED_IMAGES / "misc" / "coco_000000570688.jpg"))
+    page.wait_for_selector(".result.done")
+    # The fixture detector's boxes scoring >= 0.5: 0.95 and 0.80 foreground, 0.60 logo.
+    assert page.locator(".regions td.label").all_inner_texts() == ["foreground", "foreground", "logo"]
+    screenshot(page, "det_system")
+
+
+def test_gallery_add_recognise_remove(page, ui_url):
+    page.goto(f"{ui_url}/ui/gallery.html?module=rec_system")
+    page.wait_for_selector("#token-dialog.open")  # api_token is set: the page asks for it
+    page.fill("#token-input", TOKEN)
+    page.click("#token-save")
+    page.wait_for_selector("[data-stat=items] b")
+    assert page.locator("[data-stat=items] b").inner_text() == "0"
+    assert "cannot show thumbnails" in page.locator(".note").inner_text()
+
+    for label, path in (("优佳 youjia", "drink/youjia.jpeg"), ("莫斯利安", "drink/mosilian.jpeg")):
+        page.fill("#add-label", label)
+        page.set_input_files("#add-files", str(SHARED_IMAGES / path))
+        page.click("#add")
+        page.wait_for_selector(f"tr[data-label='{label}']")
+    assert page.locator("#labels td.label").all_inner_texts() == ["优佳 youjia", "莫斯利安"]
+    assert page.locator("[data-stat=items] b").inner_text() == "2"
+    page.set_input_files("#search-file", str(SHARED_IMAGES / "drink" / "youjia.jpeg"))
+    page.wait_for_selector("#hits tr[data-id]")
+    assert page.locator("#hits td.label").first.inner_text() == "优佳 youjia"
+    screenshot(page, "gallery")
+
+    page.goto(f"{ui_url}/ui/predict.html?module=rec_system")  # the token is remembered
+    page.set_input_files("#files", str(SHARED_IMAGES / "drink" / "youjia.jpeg"))
+    page.wait_for_selector(".result.done")
+    assert page.locator(".regions td.label").first.inner_text() == "优佳 youjia"
+    screenshot(page, "rec_system")
+
+    page.goto(f"{ui_url}/ui/gallery.html?module=rec_system")
+    page.wait_for_selector("tr[data-label='优佳 youjia']")
+    page.click("tr[data-label='优佳 youjia'] button")
+    page.wait_for_selector("tr[data-label='优佳 youjia']", state="detached")
+    assert page.locator("#labels td.label").all_inner_texts() == ["莫斯利安"]
+
+    page.goto(f"{ui_url}/ui/predict.html?module=rec_system")
+    page.set_input_files("#files", str(SHARED_IMAGES / "drink" / "youjia.jpeg"))
+    page.wait_for_selector(".result.done")
+    assert "优佳 youjia" not in page.locator(".result").inner_text()
