@@ -1,4 +1,4 @@
-"""Settings of a recognition module's gallery: where it lives, how it is built and searched."""
+"""Settings of a recognition module's gallery: which backend, where it lives, how it is built and searched."""
 import dataclasses
 import os
 from typing import Optional
@@ -6,24 +6,47 @@ from typing import Optional
 from .common import resolve_path
 from .schema import ParamsError, setting
 
+MILVUS_CONSISTENCY_LEVELS = ("Strong", "Bounded", "Session", "Eventually")
+DEFAULT_COLLECTION = "rec_system_gallery"
+
+
+@dataclasses.dataclass(frozen=True)
+class MilvusParams:
+    uri: Optional[str] = setting(None, doc="http://host:19530 for a Milvus server or cluster (or a Milvus Lite "
+                                           "standalone server); a local .db file for Milvus Lite in one process")
+    collection: str = setting(DEFAULT_COLLECTION, doc="collection holding the gallery (created when missing)")
+    token: Optional[str] = setting(None, doc="'user:password' or an API key, for servers with authentication")
+    index_type: str = setting("FLAT", doc="Milvus index: FLAT (exact), HNSW, IVF_FLAT, IVF_PQ, AUTOINDEX, ...")
+    index_params: dict = setting({}, doc="index build parameters, e.g. {'M': 32, 'efConstruction': 200}")
+    search_params: dict = setting({}, doc="search parameters, e.g. {'ef': 64} or {'nprobe': 32}")
+    consistency_level: str = setting("Strong", choices=MILVUS_CONSISTENCY_LEVELS,
+                                     doc="Strong: every acknowledged change is seen by the next search anywhere")
+    timeout_s: float = setting(30.0, min=0.1, doc="connecting to Milvus gives up after this")
+
 
 @dataclasses.dataclass(frozen=True)
 class GalleryParams:
-    index_dir: Optional[str] = setting(None, doc="where the live gallery lives; None: "
+    index_backend: str = setting("faiss", choices=("faiss", "milvus"),
+                           doc="faiss: files in index_dir, shared by the workers of one machine; "
+                               "milvus: a Milvus collection, shared by any number of servers")
+    index_dir: Optional[str] = setting(None, doc="where the live faiss gallery lives; None: "
                                                  "$CLAS_SYSTEM_CACHE/galleries/<module>")
     image_root: Optional[str] = setting(None, doc="folder the data_file's image paths are relative to")
     data_file: Optional[str] = setting(None, doc="PaddleClas gallery list ('path<delimiter>label' per line), "
-                                                 "built into index_dir when it holds no gallery yet")
+                                                 "built into the gallery when it holds none yet")
     delimiter: str = setting("\t", doc="between path and label in data_file (labels may contain spaces)")
     index_method: str = setting("HNSW32", choices=("Flat", "HNSW32", "IVF"), doc="faiss index kind")
-    dist_type: str = setting("IP", choices=("IP", "L2", "hamming"), doc="hamming needs feature.binarize")
+    dist_type: str = setting("IP", choices=("IP", "L2", "hamming"), doc="hamming needs feature.binarize "
+                                                                         "(faiss only)")
     nlist: int = setting(256, min=1, doc="IVF cells (IVF searches exactly until it has enough vectors to train)")
     nprobe: Optional[int] = setting(None, min=1, doc="IVF cells searched per query; None: nlist / 8")
     pq_size: Optional[int] = setting(None, min=1, doc="IVF product-quantiser codes per vector; None: IVF,Flat")
+    milvus: MilvusParams = setting(MilvusParams(), doc="index_backend milvus only")
 
 
 @dataclasses.dataclass(frozen=True)
 class GallerySettings:
+    index_backend: str
     index_dir: str
     image_root: Optional[str]
     data_file: Optional[str]
@@ -33,6 +56,26 @@ class GallerySettings:
     nlist: int
     nprobe: Optional[int]
     pq_size: Optional[int]
+    milvus: Optional[MilvusParams]  # set for backend milvus
+
+
+def milvus_params(declared, where):
+    """The milvus section, checked for index_backend milvus."""
+    milvus = declared.milvus
+    if not milvus.uri:
+        raise ParamsError(f"{where}.milvus.uri: index_backend milvus needs the Milvus server's address, e.g. "
+                          f"http://127.0.0.1:19530")
+    name = milvus.collection
+    if not name or name[0].isdigit() or not name.replace("_", "a").isalnum():
+        raise ParamsError(f"{where}.milvus.collection: {name!r}; use letters, digits and underscores, "
+                          f"not starting with a digit")
+    if declared.dist_type == "hamming":
+        raise ParamsError(f"{where}.dist_type: hamming is faiss-only (Milvus Lite has no binary vectors); "
+                          f"use index_backend faiss")
+    if declared.pq_size is not None:
+        raise ParamsError(f"{where}.pq_size: a faiss setting; with index_backend milvus set "
+                          f"milvus.index_type 'IVF_PQ' and milvus.index_params {{'nlist': ..., 'm': ...}}")
+    return milvus
 
 
 def gallery_settings(declared, feature, module_name, where):
@@ -50,8 +93,10 @@ def gallery_settings(declared, feature, module_name, where):
 
         index_dir = os.path.join(models.cache_dir(), "galleries", module_name)
     return GallerySettings(
+        index_backend=declared.index_backend,
         index_dir=index_dir,
         image_root=resolve_path(declared.image_root, f"{where}.image_root", kind="folder"),
         data_file=resolve_path(declared.data_file, f"{where}.data_file", kind="file"),
         delimiter=declared.delimiter, index_method=declared.index_method, dist_type=declared.dist_type,
-        nlist=declared.nlist, nprobe=declared.nprobe, pq_size=declared.pq_size)
+        nlist=declared.nlist, nprobe=declared.nprobe, pq_size=declared.pq_size,
+        milvus=milvus_params(declared, where) if declared.index_backend == "milvus" else None)

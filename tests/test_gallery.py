@@ -1,5 +1,6 @@
 """The gallery index: every method and metric, durability (log replay, torn and corrupt records,
 kill -9), fingerprints, and the gallery list format."""
+import multiprocessing
 import os
 import random
 import signal
@@ -271,18 +272,89 @@ def test_create_over_existing_gallery_needs_overwrite(tmp_path):
         assert gallery.stats()["count"] == 0 and gallery.stats()["dim"] == 16
 
 
-def test_one_writer_at_a_time_and_read_only_readers(tmp_path):
-    writer = create_gallery(tmp_path / "g", DIM)
-    writer.add(unit_vectors(2), ["a", "b"])
-    with pytest.raises(GalleryError, match="already open for writing"):
-        open_gallery(tmp_path / "g")
-    with open_gallery(tmp_path / "g", read_only=True) as reader:
-        assert reader.stats()["count"] == 2
-        with pytest.raises(GalleryError, match="read_only"):
-            reader.add(unit_vectors(1), ["c"])
-    writer.close()
+def test_every_opener_sees_every_change_on_its_next_call(tmp_path):
+    first = create_gallery(tmp_path / "g", DIM, method="HNSW32")
+    second = open_gallery(tmp_path / "g")
+    reader = open_gallery(tmp_path / "g", read_only=True)
+    vectors = unit_vectors(6)
+    assert first.add(vectors[:2], ["a", "b"]) == [0, 1]
+    assert second.search(vectors[1], k=1)[0][0].label == "b"
+    assert second.add(vectors[2], ["c"]) == [2]  # ids stay unique across openers
+    assert first.remove(labels=["a"]) == 1
+    assert second.stats()["labels"] == {"b": 1, "c": 1}
+    second.save()  # compaction: a new log file, which the others notice and reload
+    assert first.add(vectors[3], ["d"]) == [3]
+    assert reader.stats()["labels"] == {"b": 1, "c": 1, "d": 1}
+    assert [hits[0].label for hits in reader.search(vectors[1:4], k=1)] == ["b", "c", "d"]
+    with pytest.raises(GalleryError, match="read_only"):
+        reader.add(vectors[4], ["e"])
+    for gallery in (first, second, reader):
+        gallery.close()
     with pytest.raises(GalleryError, match="closed"):
-        writer.search(unit_vectors(1))
+        first.search(vectors[0])
+
+
+def test_follower_skips_a_torn_record_until_the_next_writer_cuts_it(tmp_path):
+    directory = small_gallery(tmp_path)
+    with open_gallery(directory) as follower, open_gallery(directory) as writer:
+        record = encode_record({"seq": 4, "op": "add", "ids": [3], "labels": ["torn"], "docs": [None]},
+                               unit_vectors(1).tobytes())
+        with open(directory / WAL, "ab") as f:  # as a writer killed mid-append leaves it
+            f.write(record[:len(record) // 2])
+        assert follower.stats()["count"] == 3
+        assert writer.add(unit_vectors(1, seed=4), ["after"]) == [3]
+        assert follower.stats()["labels"] == {"after": 1, "item 0": 1, "item 1": 1, "item 2": 1}
+
+
+WRITER = (
+    "import sys, numpy as np\n"
+    "from clas_system.gallery import open_gallery\n"
+    "directory, name, dim = sys.argv[1], sys.argv[2], int(sys.argv[3])\n"
+    "gallery = open_gallery(directory)\n"
+    "rng = np.random.default_rng(len(name))\n"
+    "for i in range(40):\n"
+    "    gallery.add(rng.standard_normal((1, dim)), [f'{name}-{i}'])\n"
+    "    if i % 3 == 2:\n"
+    "        gallery.remove(labels=[f'{name}-{i - 1}'])\n"
+    "    if i % 10 == 9:\n"
+    "        gallery.save()\n")
+
+
+def test_processes_writing_at_once_lose_nothing_and_agree(tmp_path):
+    directory = tmp_path / "g"
+    create_gallery(directory, DIM, method="IVF", nlist=2).close()  # trains at 78 items, mid-run
+    watcher = open_gallery(directory, read_only=True)
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(directory), name, str(DIM)], cwd=REPO,
+                                stderr=subprocess.PIPE, text=True) for name in ("left", "right-hand")]
+    while any(writer.poll() is None for writer in writers):
+        watcher.search(unit_vectors(2), k=3)  # following while they write, compact and train
+    for writer in writers:
+        assert writer.wait() == 0, writer.stderr.read()
+        writer.stderr.close()
+    expected = {f"{name}-{i}" for name in ("left", "right-hand") for i in range(40)
+                if not (i % 3 == 1 and i < 39)}
+    assert set(watcher.stats()["labels"]) == expected
+    with open_gallery(directory) as reopened:
+        assert reopened.stats() == watcher.stats()
+        assert reopened.add(unit_vectors(1), ["last"]) == [80]  # 80 ids handed out, none twice
+    watcher.close()
+
+
+def _add_in_forked_child(gallery, vector):
+    gallery.add(vector, ["from the child"])
+
+
+def test_a_forked_child_shares_the_gallery(tmp_path):
+    gallery = create_gallery(tmp_path / "g", DIM, method="Flat")
+    gallery.add(unit_vectors(1), ["from the parent"])
+    child = multiprocessing.get_context("fork").Process(target=_add_in_forked_child,
+                                                        args=(gallery, unit_vectors(1, seed=3)))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    assert gallery.search(unit_vectors(1, seed=3), k=1)[0][0].label == "from the child"
+    assert gallery.add(unit_vectors(1, seed=4), ["next"]) == [2]
+    gallery.close()
 
 
 @pytest.mark.parametrize("call, message", [

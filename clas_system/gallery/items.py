@@ -1,0 +1,112 @@
+"""Items: labelled vectors with ids, what callers pass in checked, and what a search returns."""
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from .errors import GalleryError
+
+
+class Hit(NamedTuple):
+    id: int
+    label: str
+    doc: Optional[str]
+    score: float
+
+
+def check_labels(labels, count):
+    if isinstance(labels, str):
+        labels = [labels]
+    labels = list(labels)
+    if len(labels) != count:
+        raise GalleryError(f"got {count} vectors but {len(labels)} labels; pass one label per vector")
+    for i, label in enumerate(labels):
+        if not isinstance(label, str) or not label:
+            raise GalleryError(f"labels[{i}] must be a non-empty string, got {label!r}")
+    return [str(label) for label in labels]
+
+
+def check_docs(docs, count):
+    if docs is None:
+        return [None] * count
+    if isinstance(docs, str):
+        docs = [docs]
+    docs = list(docs)
+    if len(docs) != count:
+        raise GalleryError(f"got {count} vectors but {len(docs)} docs; pass one doc (or None) per vector")
+    for i, doc in enumerate(docs):
+        if doc is not None and not isinstance(doc, str):
+            raise GalleryError(f"docs[{i}] must be a string or None, got {type(doc).__name__}")
+    return docs
+
+
+def check_ids(ids):
+    values = [ids] if isinstance(ids, (int, np.integer)) else list(ids)
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise GalleryError(f"ids must be integers, got {value!r}")
+    return np.asarray(values, dtype=np.int64)
+
+
+def check_removal(ids, labels):
+    """(ids as int64 array, labels as a list) of a remove call; at least one must be given."""
+    if ids is None and labels is None:
+        raise GalleryError("remove needs ids=... or labels=...")
+    wanted_labels = [] if labels is None else ([labels] if isinstance(labels, str) else list(labels))
+    return check_ids([] if ids is None else ids), wanted_labels
+
+
+def _grow(array, size):
+    if len(array) >= size:
+        return array
+    bigger = np.empty((max(size, 2 * len(array)),) + array.shape[1:], array.dtype)
+    bigger[:len(array)] = array
+    return bigger
+
+
+class Items:
+    """Rows of (id, code, label, doc, live) in increasing id order, the source of truth beside a
+    faiss index. A dead row is a removed item that is still in the faiss index (an HNSW
+    tombstone) or not yet compacted away."""
+
+    def __init__(self, config, ids=None, codes=None, labels=(), docs=(), live=None):
+        self.n = 0 if ids is None else len(ids)
+        self.ids = np.empty(0, np.int64) if ids is None else ids
+        self.codes = np.empty((0, config.code_width), config.code_dtype) if codes is None else codes
+        self.labels = list(labels)
+        self.docs = list(docs)
+        self.live = np.ones(self.n, bool) if live is None else live
+
+    def append(self, ids, codes, labels, docs):
+        end = self.n + len(ids)
+        self.ids, self.codes, self.live = (_grow(a, end) for a in (self.ids, self.codes, self.live))
+        self.ids[self.n:end], self.codes[self.n:end], self.live[self.n:end] = ids, codes, True
+        self.labels.extend(labels)
+        self.docs.extend(docs)
+        self.n = end
+
+    def live_rows(self):
+        return np.flatnonzero(self.live[:self.n])
+
+    def live_count(self):
+        return int(self.live[:self.n].sum())
+
+    def find(self, ids):
+        """Rows of `ids` (any shape) and a mask of which are live items."""
+        rows = np.searchsorted(self.ids[:self.n], ids).clip(0, max(self.n - 1, 0))
+        if self.n == 0:
+            return rows, np.zeros(np.shape(ids), bool)
+        return rows, (self.ids[rows] == ids) & self.live[rows]
+
+    def live_rows_with_labels(self, labels):
+        wanted = set(labels)
+        return np.array([row for row in self.live_rows() if self.labels[row] in wanted], dtype=np.int64)
+
+    def kill(self, rows):
+        self.live[rows] = False
+
+    def compact(self):
+        keep = self.live_rows()
+        self.n = len(keep)
+        self.ids, self.codes, self.live = self.ids[keep], self.codes[keep], np.ones(len(keep), bool)
+        self.labels = [self.labels[row] for row in keep]
+        self.docs = [self.docs[row] for row in keep]

@@ -1,0 +1,358 @@
+"""The milvus backend: a gallery in a Milvus collection, shared by any number of processes and machines.
+
+    settings = MilvusSettings(uri="http://127.0.0.1:19530", collection="products")
+    gallery = create_milvus_gallery(settings, dim=512, metric="IP", fingerprint={...})
+    gallery.add(vectors, labels, docs)      # ids come from Milvus (auto_id)
+    gallery.search(queries, k=5)            # [[Hit(id, label, doc, score), ...] per query]
+    gallery.remove(labels=["cat"])          # or ids=[...]; returns how many were removed
+
+`uri` is a Milvus Lite file (one process only: Milvus Lite locks it), a Milvus Lite standalone
+server (`python -m milvus_lite server --data-dir D --port P`, then http://127.0.0.1:P), or a Milvus
+server or cluster. The collection holds id (INT64, primary, assigned by Milvus), vector
+(FLOAT_VECTOR), label and doc (VARCHAR); the gallery's metric and feature fingerprint are kept
+in the collection's properties, so a server with another feature model refuses it as the faiss
+backend does. Scores as faiss's: IP as is, L2 negated squared distance, higher is better.
+Milvus Lite has no binary vectors, so metric hamming is faiss-only.
+
+Visibility of changes across processes follows consistency_level: "Strong" (the default) makes
+every acknowledged add/remove visible to the next search from any process; "Bounded" or
+"Eventually" trade that for latency on a busy cluster.
+
+pymilvus is imported when a Milvus gallery is opened (`pip install '.[milvus]'`). Its gRPC
+channel does not survive fork, so each process makes its own client on first use.
+"""
+import dataclasses
+import json
+import os
+import threading
+from collections import Counter
+from contextlib import contextmanager
+from typing import Optional
+
+import numpy as np
+
+from .config import check_fingerprint, gallery_config, positive_int, short
+from .errors import GalleryError
+from .items import Hit, check_docs, check_labels, check_removal
+from .vectors import vectors_to_codes
+
+META_PROPERTY = "clas_gallery.meta"
+FORMAT_VERSION = 1
+MILVUS_METRICS = {"IP": "IP", "L2": "L2"}
+CONSISTENCY_LEVELS = ("Strong", "Bounded", "Session", "Eventually")
+MAX_TEXT_BYTES = 65535  # Milvus's VARCHAR limit
+MAX_TOP_K = 16384  # Milvus's limit on k and on one query's result window
+INSERT_BATCH = 4096  # rows per insert call, well under gRPC's message size at 512-d
+
+
+@dataclasses.dataclass(frozen=True)
+class MilvusSettings:
+    uri: str
+    collection: str
+    token: Optional[str] = None
+    index_type: str = "FLAT"
+    index_params: dict = dataclasses.field(default_factory=dict)
+    search_params: dict = dataclasses.field(default_factory=dict)
+    consistency_level: str = "Strong"
+    timeout_s: float = 30.0
+
+
+def _pymilvus():
+    try:
+        import pymilvus
+    except ImportError:
+        raise GalleryError("the milvus gallery backend needs pymilvus: pip install '.[milvus]' "
+                           "(pymilvus<2.6, milvus-lite)") from None
+    return pymilvus
+
+
+def check_milvus_settings(settings):
+    if not isinstance(settings.uri, str) or not settings.uri:
+        raise GalleryError(f"milvus uri must be a non-empty string, got {settings.uri!r}")
+    if not isinstance(settings.collection, str) or not settings.collection.replace("_", "a").isalnum() \
+            or settings.collection[0].isdigit():
+        raise GalleryError(f"milvus collection {settings.collection!r}: use letters, digits and underscores, "
+                           f"not starting with a digit")
+    if settings.consistency_level not in CONSISTENCY_LEVELS:
+        raise GalleryError(f"milvus consistency_level {settings.consistency_level!r}; allowed: "
+                           f"{', '.join(CONSISTENCY_LEVELS)}")
+    return settings
+
+
+class MilvusGallery:
+    """An open Milvus collection. Use create_milvus_gallery / open_milvus_gallery.
+
+    Holds no gallery state of its own: every call asks Milvus, so every process and server
+    pointed at the collection sees the same items."""
+
+    backend = "milvus"
+
+    def __init__(self, settings, config):
+        self.settings = settings
+        self.config = config
+        self._clients = {}  # pid -> MilvusClient: one per process, made after any fork
+        self._clients_lock = threading.Lock()
+        self._closed = False
+
+    def describe(self):
+        return (f"milvus gallery {self.settings.collection} at {self.settings.uri} ({self.settings.index_type}, "
+                f"{self.config.metric}, dim {self.config.dim}, consistency {self.settings.consistency_level})")
+
+    # -- public ------------------------------------------------------------------------------
+
+    def add(self, vectors, labels, docs=None):
+        """Insert items; returns their ids (assigned by Milvus). Acknowledged by Milvus once it returns."""
+        codes = vectors_to_codes(vectors, self.config)
+        labels = check_labels(labels, len(codes))
+        docs = check_docs(docs, len(codes))
+        _check_text_sizes(labels, "labels")
+        _check_text_sizes(docs, "docs")
+        ids = []
+        for start in range(0, len(codes), INSERT_BATCH):
+            rows = [{"vector": codes[i], "label": labels[i], "doc": docs[i]}
+                    for i in range(start, min(start + INSERT_BATCH, len(codes)))]
+            with self._errors("insert"):
+                result = self._client().insert(self.settings.collection, rows)
+            ids.extend(int(i) for i in result["ids"])
+        return ids
+
+    def remove(self, ids=None, labels=None):
+        """Remove items by id and/or by label; returns how many were removed (unknown ones count 0)."""
+        wanted_ids, wanted_labels = check_removal(ids, labels)
+        clauses = []
+        if len(wanted_ids):
+            clauses.append(f"id in {wanted_ids.tolist()}")
+        if wanted_labels:
+            clauses.append(f"label in {_string_list(wanted_labels)}")
+        if not clauses:
+            return 0
+        expression = " or ".join(clauses)
+        removed = 0
+        while True:  # ask which exist first: Milvus counts a delete by id whether or not the id exists
+            with self._errors("remove"):
+                found = self._client().query(self.settings.collection, filter=expression, output_fields=["id"],
+                                             limit=MAX_TOP_K, consistency_level="Strong")
+                if not found:
+                    return removed
+                self._client().delete(self.settings.collection, ids=[row["id"] for row in found])
+            removed += len(found)
+
+    def search(self, queries, k=5):
+        """For each query, up to k hits best first."""
+        codes = vectors_to_codes(queries, self.config, what="queries")
+        k = positive_int(k, "k")
+        if k > MAX_TOP_K:
+            raise GalleryError(f"k must be at most {MAX_TOP_K} with the milvus backend, got {k}")
+        if not len(codes):
+            return []
+        params = {"metric_type": MILVUS_METRICS[self.config.metric], "params": dict(self.settings.search_params)}
+        with self._errors("search"):
+            results = self._client().search(self.settings.collection, data=list(codes), limit=k,
+                                             output_fields=["label", "doc"], search_params=params,
+                                             consistency_level=self.settings.consistency_level)
+        sign = 1.0 if self.config.metric == "IP" else -1.0
+        return [[Hit(int(hit["id"]), hit["entity"]["label"], hit["entity"].get("doc"), sign * float(hit["distance"]))
+                 for hit in hits] for hits in results]
+
+    def count(self):
+        with self._errors("count"):
+            rows = self._client().query(self.settings.collection, filter="", output_fields=["count(*)"],
+                                        consistency_level="Strong")
+        return int(rows[0]["count(*)"])
+
+    def stats(self):
+        labels = Counter(label for _ids, _vectors, chunk, _docs in self._chunks(["label"]) for label in chunk)
+        return {"count": sum(labels.values()), "labels": dict(sorted(labels.items())), "dim": self.config.dim,
+                "method": self.settings.index_type, "metric": self.config.metric,
+                "fingerprint": self.config.fingerprint, "backend": self.backend}
+
+    def items(self, batch=4096):
+        """Every item as (ids, vectors, labels, docs) chunks, for migration."""
+        for ids, vectors, labels, docs in self._chunks(["vector", "label", "doc"], batch):
+            yield np.asarray(ids, np.int64), np.asarray(vectors, np.float32), labels, docs
+
+    def check_fingerprint(self, expected):
+        check_fingerprint(self._where(), self.config.fingerprint, expected)
+
+    def save(self):
+        """Ask Milvus to persist its growing segments (it already holds every acknowledged change)."""
+        with self._errors("save"):
+            self._client().flush(self.settings.collection)
+
+    def rename(self, collection):
+        """Rename the collection to `collection` (and load it); False if that name is taken."""
+        with self._errors("rename"):
+            client = self._client()
+            if client.has_collection(collection):
+                return False
+            client.rename_collection(self.settings.collection, collection)
+            client.load_collection(collection)
+        self.settings = dataclasses.replace(self.settings, collection=collection)
+        return True
+
+    def drop(self):
+        """Delete the collection and everything in it."""
+        with self._errors("drop"):
+            self._client().drop_collection(self.settings.collection)
+
+    def close(self):
+        with self._clients_lock:
+            self._closed = True
+            client = self._clients.pop(os.getpid(), None)
+            self._clients.clear()  # other pids' clients belong to the parent process: never closed here
+        if client is not None:
+            client.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- talking to Milvus ---------------------------------------------------------------------
+
+    def _where(self):
+        return f"milvus collection {self.settings.collection!r} at {self.settings.uri}"
+
+    def _client(self):
+        with self._clients_lock:
+            if self._closed:
+                raise GalleryError(f"{self._where()}: the gallery is closed")
+            client = self._clients.get(os.getpid())
+            if client is None:
+                client = self._clients[os.getpid()] = connect(self.settings)
+            return client
+
+    @contextmanager
+    def _errors(self, what):
+        """Milvus's exceptions as GalleryError naming the collection and the call."""
+        pymilvus = _pymilvus()
+        try:
+            yield
+        except pymilvus.exceptions.MilvusException as e:
+            raise GalleryError(f"{self._where()}: {what} failed: {short(str(e.message), 300)}") from None
+
+    def _chunks(self, fields, batch=4096):
+        """(ids, vectors or None, labels, docs or None) per chunk of the whole collection."""
+        with self._errors("read"):
+            iterator = self._client().query_iterator(self.settings.collection, batch_size=batch, filter="",
+                                                     output_fields=["id", *fields], consistency_level="Strong")
+        try:
+            while True:
+                with self._errors("read"):
+                    rows = iterator.next()
+                if not rows:
+                    return
+                yield ([row["id"] for row in rows], [row.get("vector") for row in rows],
+                       [row["label"] for row in rows], [row.get("doc") for row in rows])
+        finally:
+            iterator.close()
+
+
+def _string_list(values):
+    """A Milvus expression list of string literals (JSON's quoting is Milvus's)."""
+    return "[" + ", ".join(json.dumps(value, ensure_ascii=False) for value in values) + "]"
+
+
+def _check_text_sizes(values, name):
+    for i, value in enumerate(values):
+        if value is not None and len(value.encode()) > MAX_TEXT_BYTES:
+            raise GalleryError(f"{name}[{i}] is {len(value.encode())} bytes; the milvus backend keeps at most "
+                               f"{MAX_TEXT_BYTES} (UTF-8)")
+
+
+def connect(settings):
+    """A MilvusClient for settings.uri; an unreachable server raises GalleryError naming it."""
+    pymilvus = _pymilvus()
+    kwargs = {"uri": settings.uri, "timeout": settings.timeout_s}
+    if settings.token:
+        kwargs["token"] = settings.token
+    try:
+        return pymilvus.MilvusClient(**kwargs)
+    except pymilvus.exceptions.MilvusException as e:
+        raise GalleryError(f"cannot connect to Milvus at {settings.uri}: {short(str(e.message), 300)}") from None
+
+
+def _meta(dim, metric, fingerprint):
+    return json.dumps({"format": FORMAT_VERSION, "dim": dim, "metric": metric, "fingerprint": fingerprint})
+
+
+def holds_milvus_gallery(settings):
+    check_milvus_settings(settings)
+    gallery = MilvusGallery(settings, None)
+    try:
+        with gallery._errors("look up"):
+            return gallery._client().has_collection(settings.collection)
+    finally:
+        gallery.close()
+
+
+def create_milvus_gallery(settings, dim, metric="IP", fingerprint=None, overwrite=False):
+    """A new, empty collection shaped for `dim`-d vectors compared by `metric` (IP or L2)."""
+    settings = check_milvus_settings(settings)
+    if metric == "hamming":
+        raise GalleryError("metric 'hamming' is not available with the milvus backend (Milvus Lite has no binary "
+                           "vectors); use the faiss backend")
+    config = gallery_config(dim, "Flat", metric, fingerprint)
+    gallery = MilvusGallery(settings, config)
+    try:
+        with gallery._errors("create"):
+            _create_collection(gallery._client(), settings, config, overwrite, gallery._where())
+    except BaseException:
+        gallery.close()
+        raise
+    return gallery
+
+
+def _create_collection(client, settings, config, overwrite, where):
+    pymilvus = _pymilvus()
+    if client.has_collection(settings.collection):
+        if not overwrite:
+            raise GalleryError(f"{where} already holds a gallery; open it, or pass overwrite=True to replace it")
+        client.drop_collection(settings.collection)
+    schema = pymilvus.MilvusClient.create_schema(auto_id=True, enable_dynamic_field=False)
+    schema.add_field("id", pymilvus.DataType.INT64, is_primary=True)
+    schema.add_field("vector", pymilvus.DataType.FLOAT_VECTOR, dim=config.dim)
+    schema.add_field("label", pymilvus.DataType.VARCHAR, max_length=MAX_TEXT_BYTES)
+    schema.add_field("doc", pymilvus.DataType.VARCHAR, max_length=MAX_TEXT_BYTES, nullable=True)
+    index = client.prepare_index_params()
+    index.add_index(field_name="vector", index_type=settings.index_type,
+                    metric_type=MILVUS_METRICS[config.metric], params=dict(settings.index_params))
+    client.create_collection(settings.collection, schema=schema, index_params=index,
+                             consistency_level=settings.consistency_level,
+                             properties={META_PROPERTY: _meta(config.dim, config.metric, config.fingerprint)})
+
+
+def open_milvus_gallery(settings, expected_fingerprint=None):
+    """Open an existing collection made by create_milvus_gallery (loading it for search)."""
+    settings = check_milvus_settings(settings)
+    gallery = MilvusGallery(settings, None)
+    try:
+        with gallery._errors("open"):
+            description = _describe(gallery._client(), settings, gallery._where())
+            gallery.config = _config_from_properties(description.get("properties") or {}, gallery._where())
+            gallery._client().load_collection(settings.collection)
+        if expected_fingerprint is not None:
+            gallery.check_fingerprint(expected_fingerprint)
+    except BaseException:
+        gallery.close()
+        raise
+    return gallery
+
+
+def _describe(client, settings, where):
+    if not client.has_collection(settings.collection):
+        raise GalleryError(f"{where} holds no gallery (no such collection); create one with create_milvus_gallery")
+    return client.describe_collection(settings.collection)
+
+
+def _config_from_properties(properties, where):
+    if META_PROPERTY not in properties:
+        raise GalleryError(f"{where} was not made by this package (no {META_PROPERTY} property); refusing to use it")
+    try:
+        meta = json.loads(properties[META_PROPERTY])
+        if meta.get("format") != FORMAT_VERSION:
+            raise GalleryError(f"{where}: gallery format {meta.get('format')!r} is not the supported {FORMAT_VERSION}")
+        return gallery_config(meta["dim"], "Flat", meta["metric"], meta["fingerprint"])
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise GalleryError(f"{where}: its {META_PROPERTY} property is unreadable ({e})") from None

@@ -1,0 +1,97 @@
+"""A standalone Milvus Lite server for tests and CI, started as a real Milvus server runs.
+
+    python tests/milvus_server.py --data-dir /tmp/milvus --port 19530   # serves until killed
+
+Milvus Lite locks its data file to one process, but `milvus-lite` also runs as a standalone
+server speaking Milvus's gRPC protocol; every rec_system worker and server then connects to
+http://127.0.0.1:PORT like to a Milvus cluster. Tests use the `milvus_uri` fixture: the server
+named by $CLAS_MILVUS_URI when set (CI starts one), else one started here for the session.
+"""
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+READY_TIMEOUT_S = 60
+
+
+def start_milvus_server(data_dir, port, log_path):
+    """A Milvus Lite server process on 127.0.0.1:port, answering once this returns."""
+    log = open(log_path, "w")
+    proc = subprocess.Popen([sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(data_dir),
+                             "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    wait_until_answering(uri, proc, log_path)
+    return proc, uri
+
+
+def wait_until_answering(uri, proc, log_path):
+    from pymilvus import MilvusClient
+    from pymilvus.exceptions import MilvusException
+
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"Milvus Lite server exited with {proc.returncode}:\n"
+                               f"{Path(log_path).read_text()[-3000:]}")
+        try:
+            MilvusClient(uri=uri, timeout=2).close()
+            return
+        except MilvusException:
+            time.sleep(0.3)
+    stop_milvus_server(proc)
+    raise RuntimeError(f"Milvus Lite server at {uri} did not answer within {READY_TIMEOUT_S}s")
+
+
+def stop_milvus_server(proc):
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def milvus_uri(tmp_path_factory):
+    """The address of a running Milvus (Lite standalone) server."""
+    if os.environ.get("CLAS_MILVUS_URI"):
+        yield os.environ["CLAS_MILVUS_URI"]
+        return
+    pytest.importorskip("pymilvus", reason="the milvus backend's extra is not installed: pip install '.[milvus]'")
+    pytest.importorskip("milvus_lite", reason="the milvus backend's extra is not installed: pip install '.[milvus]'")
+    from bench.soak import free_port
+
+    folder = tmp_path_factory.mktemp("milvus")
+    proc, uri = start_milvus_server(folder / "data", free_port(), folder / "server.log")
+    yield uri
+    stop_milvus_server(proc)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Run a standalone Milvus Lite server until killed.")
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--port", type=int, default=19530)
+    parser.add_argument("--log", default=None, help="server log file (default: <data-dir>.log)")
+    options = parser.parse_args(argv)
+    proc, uri = start_milvus_server(options.data_dir, options.port, options.log or f"{options.data_dir}.log")
+    print(uri, flush=True)
+
+    def stop(_signum, _frame):
+        stop_milvus_server(proc)
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    sys.exit(proc.wait())
+
+
+if __name__ == "__main__":
+    main()
