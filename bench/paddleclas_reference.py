@@ -30,6 +30,11 @@ talks to bench/paddleclas_worker.py, started with the reference venv's python.
           load_inference_yaml), Global.inference_model_dir pointing at a model folder.
         `tensors` (N,C,H,W float32) with any of these skips the preprocessing.
 
+    reference_hub_python() -> Path
+        The same venv with paddlehub 2.4.0 added (only the bench's --paddleclas-src needs it:
+        PaddleClas's hub module calls np.fromstring, gone in numpy 2, so it cannot run in ours).
+        About 2.5 minutes the first time; instant after.
+
     time_predict_cls(images, *, preset=None, config=None, total_images=200, batch_size=8,
                      cpu_threads=2) -> {"img_per_s", "seconds", "load_seconds", "images",
                                         "preprocess_note"}
@@ -72,6 +77,8 @@ def _onnxruntime_pin():
 # pins numpy and opencv, paddlepaddle matches constraints.txt.
 REFERENCE_DEPENDENCIES = ("paddlepaddle==3.3.1", "numpy==1.24.4", "opencv-python==4.6.0.66", "pyyaml", "pillow",
                           "six", _onnxruntime_pin())
+# paddlehub 2.4.0 under PaddleClas's numpy pin: our constraints, and a pyarrow built for numpy 1.
+HUB_DEPENDENCIES = ("paddlehub==2.4.0", "pyarrow<18", "numpy==1.24.4", "opencv-python==4.6.0.66")
 PULC_YAML = "deploy/configs/PULC/text_image_orientation/inference_text_image_orientation.yaml"
 TEXT_LINE_NO_PADDLECLAS_OPS = (
     "text_line_orientation: PaddleClas's deploy ops cannot express this model's preprocessing "
@@ -91,6 +98,10 @@ def _install_record():
     return "\n".join([PADDLECLAS + " --no-deps", *REFERENCE_DEPENDENCIES]) + "\n"
 
 
+def _hub_install_record():
+    return _install_record() + "\n".join(HUB_DEPENDENCIES) + "\n"
+
+
 def _pip(args):
     done = subprocess.run([str(_venv_python()), "-m", "pip", "install", "-q", *args], capture_output=True, text=True)
     if done.returncode != 0:
@@ -108,6 +119,17 @@ def reference_python():
     _pip(list(REFERENCE_DEPENDENCIES))
     marker.write_text(_install_record())
     return _venv_python()
+
+
+def reference_hub_python():
+    """The reference venv's python with paddlehub installed too (for PaddleClas's hub module)."""
+    python = reference_python()
+    marker = REFERENCE_VENV / ".installed-hub"
+    if marker.exists() and marker.read_text() == _hub_install_record():
+        return python
+    _pip(["-c", str(REPO / "constraints.txt"), *HUB_DEPENDENCIES])
+    marker.write_text(_hub_install_record())
+    return python
 
 
 def wheel_folder():
@@ -220,6 +242,7 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("install", help="create/update .venv-paddleclas")
+    commands.add_parser("install-hub", help="the same, plus paddlehub (for bench.run --paddleclas-src)")
     for name in ("scores", "predict-cls"):
         command = commands.add_parser(name)
         command.add_argument("images", nargs="+")
@@ -229,6 +252,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command == "install":
         print(reference_python())
+    elif args.command == "install-hub":
+        print(reference_hub_python())
     elif args.command == "scores":
         for path, result in zip(args.images, reference_scores(args.images, preset=args.preset,
                                                               batch_size=args.batch_size,

@@ -1,11 +1,30 @@
-"""Throughput benchmark: `python -m bench.run` (or `make bench`). Loopback only.
+"""Throughput benchmark: `make bench` (= `python -m bench.run`). Loopback only, one run.
 
-For each packaged model, in one run on the same images: raw predictor img/s at batch 1/8/32;
-served img/s and p50/p99 latency for 1/4/8 concurrent single-image clients with batching on,
-off (batch_size 1) and PaddleHub's own one-request-at-a-time runner; the same through
-PaddleClas's reference ndarray protocol; wire bytes and client CPU per image for both
-protocols; decode+preprocess of the large test image, full vs reduced. Ratios are computed
-from numbers measured in this run. Prints one table and writes bench/results/throughput.json.
+One table per packaged model (PULC text_image_orientation on ONNX, PaddleOCR's text-line
+classifier on Paddle), every row measured in this run on the same real images:
+- raw predictor per backend (paddle, onnxruntime, openvino; "not available" when a backend is
+  not installed or cannot read the model), batch 1 and 8, float32 tensors in, img/s and CPU ms
+  per image of this process;
+- the engine floor: decode + preprocess + infer in process, batch 8;
+- our server (`hub serving start`), one process and 2 workers (`use_multiprocess`, cpu_threads
+  1 each), file protocol (base64 image files) and PaddleClas's ndarray protocol (the client
+  preprocesses), 8 concurrent single-image clients driven by wrk (one C thread: a Python load
+  generator would steal the server's CPU on a 2-core machine); img/s, p50/p99, and the server's
+  CPU ms per image (utime+stime of its process group from /proc, over the images served);
+- PaddleClas 2.6.0's offline deploy/python/predict_cls.py (its wheel, own venv: see
+  bench/paddleclas_reference.py);
+- with `--paddleclas-src PATH` (a PaddleClas source tree, tested at d178931; see
+  bench/paddleclas_hub.py), PaddleClas's own hub module serving the same model, one process and
+  2 workers, ndarray protocol;
+- parity of each available backend with PaddleClas's own deploy preprocessing + predictor;
+then the ratios issue 9 asks for, the machine's other load during every served row (load
+average before it, and CPU used by anything but the server and wrk), and a 12-MP JPEG decoded
++ preprocessed with reduced vs full decoding. Writes bench/results/throughput.json.
+
+    python -m bench.run --quick                          # ~3 s per cell, a few minutes
+    python -m bench.run --paddleclas-src /tmp/PaddleClas # + PaddleClas's hub module rows
+
+wrk is installed with apt-get when missing and the bench runs as root; otherwise install it.
 """
 import argparse
 import base64
@@ -13,168 +32,191 @@ import dataclasses
 import http.client
 import json
 import os
-import statistics
+import resource
+import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from clas_system.backends import ModelError
 from clas_system.classifier import build_classifier
 from clas_system.codec import decode_image, ndarray_to_b64
-from clas_system.predictor import create_predictor
+from clas_system.predictor import choose_backend, create_predictor
 from params import load_classifier_settings
 
+from . import paddleclas_hub
+from .paddleclas_reference import ReferenceError, reference_scores, time_predict_cls
 from .soak import DEAD_TELEMETRY, free_port, hub_env
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = REPO.parent / "shared" / "images"
 RESULTS = REPO / "bench" / "results"
 HUB = str(Path(sys.executable).with_name("hub"))
+WRK_SCRIPT = Path(__file__).with_name("wrk_rotate.lua")
+BACKENDS = ("paddle", "onnxruntime", "openvino")
+CLIENTS = 8
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 MODELS = {
-    "pulc_orientation (ONNX)": {
+    "pulc": {
+        "title": "PULC text_image_orientation (ONNX model)",
         "preset": "text_image_orientation",
         "images": ["orientation/img_rot0_demo.jpg", "orientation/img_rot180_demo.jpg",
                    "imagenet/ILSVRC2012_val_00006666.JPEG", "imagenet/ILSVRC2012_val_00000010.jpeg",
                    "imagenet/ILSVRC2012_val_00010010.jpeg", "imagenet/ILSVRC2012_val_00020010.jpeg",
-                   "misc/coco_000000570688.jpg", "product/gallery/anmuxi/004.jpg"],
+                   "misc/coco_000000570688.jpg", "drink/youjia.jpeg"],
+        "target_vs_paddleclas": 1.5,
     },
-    "text_line (Paddle)": {
+    "text_line": {
+        "title": "text-line orientation (Paddle model)",
         "preset": "text_line_orientation",
         "images": ["textline/textline_orientation_test_0_0.png", "textline/textline_orientation_test_1_0.png"],
+        "target_vs_paddleclas": 3.0,
     },
 }
-# (init_args, server options): -m style single process, and --use_multiprocess with 2 workers
-# of one math thread each (each worker has its own GIL: Paddle's run() holds it).
-SERVER_MODES = {
-    "batching on": ({}, {}),
-    "batching off": ({"batch_size": 1}, {}),
-    "paddlehub runner": ({"request_threads": 0}, {}),
-    "2 workers, batching on": ({"cpu_threads": 1}, {"use_multiprocess": True, "workers": 2}),
-    "2 workers, batching off": ({"cpu_threads": 1, "batch_size": 1}, {"use_multiprocess": True, "workers": 2}),
-}
+# (init_args, use_multiprocess): 2 workers of one math thread each, as issue 9 measured them.
+OUR_SERVERS = {"one process": ({}, False), "2 workers": ({"cpu_threads": 1}, True)}
+THEIR_SERVERS = {"one process": (2, False), "2 workers": (1, True)}  # (cpu_num_threads, use_multiprocess)
+# 12-MP JPEGs made from shared images: (name, source, target width, height)
+BIG_JPEGS = (("photo, wangzai.jpg upscaled", "misc/wangzai.jpg", 3990, 3010),
+             ("document, img_rot0_demo.jpg upscaled", "orientation/img_rot0_demo.jpg", 4000, 3000))
+TARGETS = {"one process / 2 workers": 0.9, "server CPU / raw CPU": 1.5, "p99 ms one process": 50.0,
+           "12-MP reduced speed-up": 4.0}
 
 
-def raw_img_per_s(settings, tensor, batch, seconds):
-    predictor = create_predictor(settings.model_path, settings.predictor, batch)
-    feeds = {predictor.input_names[0]: np.stack([tensor] * batch)}
-    for _ in range(3):
-        predictor.run(feeds)
-    done, start = 0, time.perf_counter()
+@dataclasses.dataclass(frozen=True)
+class Mode:
+    seconds: float  # per served / in-process cell
+    warmup_seconds: float
+    predict_cls_images: int
+    decode_repeats: int
+
+
+MODES = {"quick": Mode(3.0, 1.0, 80, 3), "full": Mode(15.0, 3.0, 400, 10)}
+
+
+# ---- the machine ----------------------------------------------------------------------------
+
+def loadavg():
+    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+
+
+def machine_busy_ticks():
+    """CPU ticks spent by the whole machine outside idle and iowait (first line of /proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return sum(fields) - fields[3] - fields[4]
+
+
+def group_cpu_ticks(pgid):
+    """utime + stime of every live process in the process group."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended while we looked
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def children_cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+# ---- in process ----------------------------------------------------------------------------
+
+def image_bytes(names):
+    return [(IMAGES / name).read_bytes() for name in names]
+
+
+def float_tensor(engine, data):
+    """The whole preprocessing as float32 CHW (what PaddleClas's ndarray clients send)."""
+    return engine.preprocess(decode_image(data, to_rgb=engine.to_rgb))
+
+
+def timed_loop(step, images_per_step, seconds):
+    """Run step() for `seconds` -> (img/s, CPU ms per image of this process)."""
+    step()
+    done, cpu, start = 0, time.process_time(), time.perf_counter()
     while time.perf_counter() - start < seconds:
-        predictor.run(feeds)
-        done += batch
-    return done / (time.perf_counter() - start)
+        step()
+        done += images_per_step
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {"img_per_s": done / wall, "cpu_ms_per_image": cpu * 1000 / done}
 
 
-def client_cpu_per_image(encode, names, repeats=50):
-    """(request bodies, client CPU seconds per image): `encode` repeated to beat the clock's grain."""
-    start = time.process_time()
-    for _ in range(repeats):
-        bodies = [encode(name) for name in names]
-    return bodies, (time.process_time() - start) / (repeats * len(names))
-
-
-def file_body(name):
-    return json.dumps({"images": [base64.b64encode((IMAGES / name).read_bytes()).decode()]}).encode()
-
-
-def ndarray_body(engine, name):
-    """PaddleClas's reference client: decode + preprocess on the client, ship a float32 tensor."""
-    tensor = engine.preprocess(decode_image((IMAGES / name).read_bytes(), to_rgb=engine.to_rgb))
-    text, revert = ndarray_to_b64(tensor[None])
-    return json.dumps({"images": text, "revert_params": revert}).encode()
-
-
-def drive(port, module, bodies, clients, seconds):
-    """`clients` threads, each with one keep-alive connection, sending single-image requests."""
-    latencies, errors, stop = [], [], time.monotonic() + seconds
-
-    def client(index):
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        i = index
-        while time.monotonic() < stop:
-            body = bodies[i % len(bodies)]
-            i += clients
-            sent = time.perf_counter()
-            conn.request("POST", f"/predict/{module}", body, {"Content-Type": "application/json"})
-            answer = json.loads(conn.getresponse().read())
-            latencies.append(time.perf_counter() - sent)
-            if answer.get("status") != "000":
-                errors.append(answer.get("msg"))
-        conn.close()
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - started
-    ms = sorted(x * 1000 for x in latencies)
-    return {"img_per_s": len(ms) / elapsed, "p50_ms": statistics.median(ms),
-            "p99_ms": ms[min(len(ms) - 1, int(len(ms) * 0.99))], "errors": len(errors), "requests": len(ms)}
-
-
-class Server:
-    def __init__(self, hub_home, init_args, options=None):
-        self.port = free_port()
-        config = {"modules_info": {"clas_system": {"init_args": {"version": "1.0.0", **init_args},
-                                                   "predict_args": {}}}, "port": self.port, **(options or {})}
-        self.config_path = Path(hub_home) / f"config_{self.port}.json"
-        self.config_path.write_text(json.dumps(config))
-        self.proc = subprocess.Popen([HUB, "serving", "start", "-c", str(self.config_path)], env=hub_env(hub_home),
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                conn.request("GET", "/")
-                conn.getresponse().read()
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"server with {init_args} exited with {self.proc.returncode}")
-                time.sleep(0.3)
-        raise RuntimeError("server did not start")
-
-    def stop(self):
-        os.killpg(self.proc.pid, 15)
-        self.proc.wait(timeout=30)
-
-
-def prepare_hub_home():
-    home = tempfile.mkdtemp(prefix="bench_hub_")
-    env = hub_env(home)
-    subprocess.run([HUB, "config", f"server=={DEAD_TELEMETRY}"], env=env, check=True, capture_output=True)
-    subprocess.run([HUB, "install", str(REPO / "hubmodules" / "clas_system")], env=env, check=True, capture_output=True)
-    return home
-
-
-def decode_timings(repeats=20):
-    """Decode + preprocess of the large test image, full vs reduced, for the PULC preprocessing.
-    The shared wangzai.jpg is a PNG inside (reduced decoding applies to JPEG only), so it is
-    measured as it is and re-encoded as a JPEG, plus a 4x larger JPEG standing for a phone photo."""
-    settings = load_classifier_settings({"preset": "text_image_orientation"})
-    variants = {}
-    original = (IMAGES / "misc" / "wangzai.jpg").read_bytes()
-    pixels = cv2.imread(str(IMAGES / "misc" / "wangzai.jpg"))
-    variants["wangzai.jpg as shipped (PNG 1596x1204)"] = original
-    variants["wangzai as JPEG q95 (1596x1204)"] = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
-    big = cv2.resize(pixels, None, fx=2.5, fy=2.5, interpolation=cv2.INTER_CUBIC)
-    variants["wangzai x2.5 as JPEG q95 (3990x3010)"] = cv2.imencode(".jpg", big, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+def raw_rows(settings, tensor, seconds):
     rows = {}
-    for name, data in variants.items():
-        row = {}
-        for label, reduced in (("full", False), ("reduced", True)):
-            engine = build_classifier(dataclasses.replace(settings, serving=dataclasses.replace(
-                settings.serving, reduced_decode=reduced)))
-            engine.image_to_tensor(data)
+    for backend in BACKENDS:
+        params = dataclasses.replace(settings.predictor, backend=backend)
+        for batch in (1, 8):
+            name = f"raw predictor {backend}, batch {batch}"
+            try:
+                predictor = create_predictor(settings.model_path, params, batch)
+                feeds = {predictor.input_names[0]: np.stack([tensor] * batch)}
+                rows[name] = {"backend": backend, **timed_loop(lambda: predictor.run(feeds), batch, seconds)}
+            except (ModelError, ImportError, OSError, RuntimeError, ValueError) as err:
+                rows[name] = {"backend": backend, "unavailable": f"not available: {err}".splitlines()[0][:160]}
+    return rows
+
+
+def engine_row(settings, data, seconds):
+    engine = build_classifier(dataclasses.replace(settings, serving=dataclasses.replace(settings.serving, batch_size=8)))
+    batch = [data[i % len(data)] for i in range(8)]
+    return {"backend": choose_backend(settings.model_path, settings.predictor),
+            **timed_loop(lambda: engine.classify(batch), 8, seconds)}
+
+
+def parity_rows(spec, paths):
+    """Each available backend against PaddleClas 2.6.0's own deploy code (exact decoding)."""
+    try:
+        probe = build_classifier(load_classifier_settings({"preset": spec["preset"]}, {"reduced_decode": False}))
+        data = [p.read_bytes() for p in paths]
+        if spec["preset"] == "text_line_orientation":  # PaddleClas has no ops for it: our tensors
+            reference = reference_scores(tensors=np.stack([float_tensor(probe, d) for d in data]),
+                                         preset=spec["preset"])
+        else:
+            reference = reference_scores([str(p) for p in paths], preset=spec["preset"])
+    except (ReferenceError, OSError) as err:
+        return {"reference": f"not available: {err}".splitlines()[0][:200]}
+    expected = np.array([r["probabilities"] for r in reference])
+    rows = {}
+    for backend in BACKENDS:
+        try:
+            engine = build_classifier(load_classifier_settings({"preset": spec["preset"]},
+                                                               {"reduced_decode": False, "backend": backend}))
+            got = np.stack(engine.predict_tensors([engine.image_to_tensor(d) for d in data]))
+        except (ModelError, ImportError, OSError, RuntimeError, ValueError) as err:
+            rows[backend] = {"unavailable": f"not available: {err}".splitlines()[0][:160]}
+            continue
+        rows[backend] = {"images": len(data),
+                         "top1_same": int(np.sum(got.argmax(1) == expected.argmax(1))),
+                         "ranking_same": int(np.sum(np.all(np.argsort(-got, 1) == np.argsort(-expected, 1), 1))),
+                         "max_abs_delta": float(np.max(np.abs(got - expected)))}
+    return rows
+
+
+def big_jpeg_rows(repeats):
+    """12-MP JPEGs (upscaled shared images, quality 95): decode + preprocess, reduced vs full."""
+    engines = {reduced: build_classifier(load_classifier_settings({"preset": "text_image_orientation"},
+                                                                  {"reduced_decode": reduced}))
+               for reduced in (False, True)}
+    rows = {}
+    for name, source, width, height in BIG_JPEGS:
+        pixels = cv2.resize(cv2.imread(str(IMAGES / source)), (width, height), interpolation=cv2.INTER_CUBIC)
+        data = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+        row = {"size": f"{width}x{height}", "jpeg_bytes": len(data)}
+        for label, engine in (("full", engines[False]), ("reduced", engines[True])):
+            tensor = engine.image_to_tensor(data)
             start = time.perf_counter()
             for _ in range(repeats):
                 tensor = engine.image_to_tensor(data)
@@ -187,68 +229,276 @@ def decode_timings(repeats=20):
     return rows
 
 
-def bench_model(hub_home, title, spec, seconds, client_counts):
-    settings = load_classifier_settings({"preset": spec["preset"]})
-    engine = build_classifier(settings)
-    tensor = engine.image_to_tensor((IMAGES / spec["images"][0]).read_bytes())
-    out = {"raw": {f"batch {b}": raw_img_per_s(settings, tensor, b, seconds) for b in (1, 8, 32)}}
-    file_bodies, file_cpu = client_cpu_per_image(file_body, spec["images"])
-    nd_bodies, nd_cpu = client_cpu_per_image(lambda name: ndarray_body(engine, name), spec["images"])
-    out["wire_bytes_per_image"] = {"file": statistics.mean(map(len, file_bodies)),
-                                   "ndarray": statistics.mean(map(len, nd_bodies))}
-    out["client_cpu_ms_per_image"] = {"file": file_cpu * 1000, "ndarray": nd_cpu * 1000}
-    out["served"] = {}
-    for mode, (init_args, options) in SERVER_MODES.items():
-        server = Server(hub_home, {"preset": spec["preset"], **init_args}, options)
+# ---- served ---------------------------------------------------------------------------------
+
+def ensure_wrk():
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() != 0:
+        raise SystemExit("wrk is not installed: apt-get install wrk (the bench's load generator)")
+    print("installing wrk with apt-get ...", flush=True)
+    for command in (["apt-get", "install", "-y", "wrk"], ["apt-get", "update"], ["apt-get", "install", "-y", "wrk"]):
+        subprocess.run(command, capture_output=True, check=False)
+        if shutil.which("wrk"):
+            return shutil.which("wrk")
+    raise SystemExit("apt-get install wrk failed; install wrk by hand")
+
+
+class Server:
+    """`hub serving start -c config.json` in its own process group on a free loopback port."""
+
+    def __init__(self, hub, module, init_args, use_multiprocess, workdir, env, cwd):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/predict/{module}"
+        config = {"modules_info": {module: {"init_args": init_args, "predict_args": {}}},
+                  "port": self.port, "use_multiprocess": use_multiprocess, "workers": 2}
+        config_path = Path(workdir) / f"config_{self.port}.json"
+        config_path.write_text(json.dumps(config))
+        self.log_path = Path(workdir) / f"server_{self.port}.log"
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen([hub, "serving", "start", "-c", str(config_path)], env=env, cwd=cwd,
+                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"hub serving exited with {self.proc.returncode}: {self.log_tail()}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/")
+                conn.getresponse().read()
+                return
+            except OSError:
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"hub serving did not answer within 180 s: {self.log_tail()}")
+
+    def log_tail(self, lines=4):
+        """The log's last lines, without Python's warnings."""
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return " | ".join([line.strip() for line in text if line.strip() and "warn" not in line.lower()][-lines:])
+
+    def post(self, body):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        conn.request("POST", self.url.split(str(self.port), 1)[1], body, {"Content-Type": "application/json"})
+        return json.loads(conn.getresponse().read())
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, 15)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait()
+
+
+def run_wrk(wrk, url, body_list, seconds):
+    done = subprocess.run([wrk, "-t1", f"-c{CLIENTS}", f"-d{max(1, round(seconds))}s", "--timeout", "30s",
+                           "-s", str(WRK_SCRIPT), url, "--", str(body_list)], capture_output=True, text=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout[-500:]}{done.stderr[-500:]}")
+    return json.loads(lines[-1])
+
+
+def served_row(wrk, server, bodies, body_list, mode):
+    """Check every body once, warm up, then one measured wrk run with the server's CPU."""
+    for i, body in enumerate(bodies):
+        answer = server.post(body)
+        if answer.get("status") != "000" or len(answer["results"]["prediction"]) != 1:
+            raise RuntimeError(f"body {i} refused: {str(answer)[:300]}")
+    run_wrk(wrk, server.url, body_list, mode.warmup_seconds)
+    before = {"loadavg": loadavg(), "busy": machine_busy_ticks(), "server": group_cpu_ticks(server.proc.pid),
+              "wrk": children_cpu_seconds(), "time": time.monotonic()}
+    out = run_wrk(wrk, server.url, body_list, mode.seconds)
+    wall = time.monotonic() - before["time"]
+    server_s = (group_cpu_ticks(server.proc.pid) - before["server"]) / CLOCK_TICKS
+    wrk_s = children_cpu_seconds() - before["wrk"]
+    busy_s = (machine_busy_ticks() - before["busy"]) / CLOCK_TICKS
+    images = max(out["requests"], 1)
+    return {"img_per_s": out["requests"] / (out["duration_us"] / 1e6), "p50_ms": out["p50_us"] / 1000,
+            "p99_ms": out["p99_us"] / 1000, "server_cpu_ms_per_image": server_s * 1000 / images,
+            "requests": out["requests"], "bad_answers": out["bad_answers"], "socket_errors": out["socket_errors"],
+            "loadavg_before": before["loadavg"], "wrk_cpu_cores": wrk_s / wall,
+            "other_cpu_cores": max(0.0, busy_s - server_s - wrk_s) / wall}
+
+
+def write_bodies(folder, name, bodies):
+    folder = Path(folder)
+    paths = []
+    for i, body in enumerate(bodies):
+        paths.append(folder / f"{name}_{i}.json")
+        paths[-1].write_bytes(body)
+    body_list = folder / f"{name}.list"
+    body_list.write_text("".join(f"{p}\n" for p in paths))
+    return body_list
+
+
+def file_body(data):
+    return json.dumps({"images": [base64.b64encode(data).decode()]}).encode()
+
+
+def ndarray_body(engine, data):
+    text, revert = ndarray_to_b64(float_tensor(engine, data)[None])
+    return json.dumps({"images": text, "revert_params": revert}).encode()
+
+
+def served_rows(wrk, spec, data, engine, workdir, mode, paddleclas_src):
+    bodies = {"file": [file_body(d) for d in data], "ndarray": [ndarray_body(engine, d) for d in data]}
+    lists = {protocol: write_bodies(workdir, protocol, b) for protocol, b in bodies.items()}
+    hub_home = Path(workdir) / "hub_home"
+    env = hub_env(hub_home)
+    for command in (["config", f"server=={DEAD_TELEMETRY}"], ["install", str(REPO / "hubmodules" / "clas_system")]):
+        subprocess.run([HUB, *command], env=env, check=True, capture_output=True)
+    targets = [(f"ours, {label}", HUB, {"version": "1.0.0", "preset": spec["preset"], "host": "127.0.0.1", **init_args},
+                multiprocess, env, workdir, ("file", "ndarray"))
+               for label, (init_args, multiprocess) in OUR_SERVERS.items()]
+    if paddleclas_src:
+        for label, (threads, multiprocess) in THEIR_SERVERS.items():
+            their_dir = Path(workdir) / f"paddleclas_{threads}"
+            hub, cwd, their_env = paddleclas_hub.prepare_hub_module(paddleclas_src, their_dir, spec["preset"], threads)
+            targets.append((f"PaddleClas hub module, {label}", hub, paddleclas_hub.hub_init_args(), multiprocess,
+                            their_env, cwd, ("ndarray",)))
+    rows = {}
+    for title, hub, init_args, multiprocess, server_env, cwd, protocols in targets:
         try:
-            drive(server.port, "clas_system", file_bodies, 2, 1.0)  # warm-up: the model loads on first use
-            for protocol, bodies in (("file", file_bodies), ("ndarray", nd_bodies)):
-                for clients in client_counts:
-                    out["served"][f"{mode} | {protocol} | {clients} clients"] = drive(
-                        server.port, "clas_system", bodies, clients, seconds)
+            server = Server(hub, "clas_system", init_args, multiprocess, workdir, server_env, cwd)
+        except RuntimeError as err:
+            rows[title] = {"unavailable": f"server did not start: ...{str(err)[-300:]}"}
+            continue
+        try:
+            for protocol in protocols:
+                name = f"{title}, {protocol} protocol"
+                print(f"  {name} ...", flush=True)
+                try:
+                    rows[name] = served_row(wrk, server, bodies[protocol], lists[protocol], mode)
+                except RuntimeError as err:
+                    rows[name] = {"unavailable": str(err)[-400:]}
         finally:
             server.stop()
-    raw8 = out["raw"]["batch 8"]
-    top = max(client_counts)
-    served = {mode: out["served"][f"{mode} | file | {top} clients"]["img_per_s"] for mode in SERVER_MODES}
-    out["ratios"] = {f"served/raw batch-8 ({top} clients, batching on)": served["batching on"] / raw8,
-                     f"served/raw batch-8 ({top} clients, 2 workers)": served["2 workers, batching on"] / raw8,
-                     f"batching on/off ({top} clients)": served["batching on"] / served["batching off"],
-                     f"batching on/off ({top} clients, 2 workers)":
-                         served["2 workers, batching on"] / served["2 workers, batching off"],
-                     f"batching on / paddlehub runner ({top} clients)": served["batching on"] / served["paddlehub runner"],
-                     "ndarray/file wire bytes": out["wire_bytes_per_image"]["ndarray"] / out["wire_bytes_per_image"]["file"]}
+    return rows
+
+
+# ---- one model -------------------------------------------------------------------------------
+
+def bench_model(wrk, spec, mode, paddleclas_src):
+    settings = load_classifier_settings({"preset": spec["preset"]})
+    engine = build_classifier(settings)
+    data = image_bytes(spec["images"])
+    print(f"{spec['title']}: in process ...", flush=True)
+    rows = raw_rows(settings, float_tensor(engine, data[0]), mode.seconds)
+    rows["engine in process: decode + preprocess + infer, batch 8"] = engine_row(settings, data, mode.seconds)
+    with tempfile.TemporaryDirectory(prefix="bench_") as workdir:
+        rows.update(served_rows(wrk, spec, data, engine, workdir, mode, paddleclas_src))
+    print(f"{spec['title']}: PaddleClas predict_cls.py ...", flush=True)
+    try:
+        offline = time_predict_cls([str(IMAGES / n) for n in spec["images"]], preset=spec["preset"],
+                                   total_images=mode.predict_cls_images, batch_size=8, cpu_threads=2)
+        rows["PaddleClas predict_cls.py offline, batch 8, 2 threads"] = {
+            "img_per_s": offline["img_per_s"], "note": offline["preprocess_note"]}
+    except ReferenceError as err:
+        rows["PaddleClas predict_cls.py offline, batch 8, 2 threads"] = {
+            "unavailable": f"not available: {err}".splitlines()[0][:200]}
+    parity_images = sorted({IMAGES / n for n in spec["images"]} if spec["preset"] == "text_line_orientation" else
+                           [p for p in IMAGES.glob("*/*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")])
+    served_backend = choose_backend(settings.model_path, settings.predictor)
+    return {"title": spec["title"], "preset": spec["preset"], "served_backend": served_backend, "rows": rows,
+            "parity": parity_rows(spec, parity_images),
+            "ratios": ratios(rows, served_backend, spec["target_vs_paddleclas"])}
+
+
+def ratios(rows, backend, target_vs_paddleclas):
+    def rate(name):
+        return rows.get(name, {}).get("img_per_s")
+
+    out = {}
+    ours = {n: r["img_per_s"] for n, r in rows.items() if n.startswith("ours") and "file" in n and "img_per_s" in r}
+    theirs = {n: r["img_per_s"] for n, r in rows.items() if n.startswith("PaddleClas hub") and "img_per_s" in r}
+    if ours and theirs:
+        best_ours, best_theirs = max(ours, key=ours.get), max(theirs, key=theirs.get)
+        out["ours best / PaddleClas hub best"] = {"value": ours[best_ours] / theirs[best_theirs],
+                                                  "target": f">= {target_vs_paddleclas}",
+                                                  "of": f"{best_ours} / {best_theirs}"}
+    one, two = rate("ours, one process, file protocol"), rate("ours, 2 workers, file protocol")
+    if one and two:
+        out["one process / 2 workers (file)"] = {"value": one / two,
+                                                 "target": f">= {TARGETS['one process / 2 workers']}"}
+    raw = rows.get(f"raw predictor {backend}, batch 8", {}).get("cpu_ms_per_image")
+    for name, row in rows.items():
+        if raw and name.startswith("ours") and "server_cpu_ms_per_image" in row:
+            out[f"server CPU / raw {backend} batch-8 CPU per image, {name}"] = {
+                "value": row["server_cpu_ms_per_image"] / raw, "target": f"<= {TARGETS['server CPU / raw CPU']}"}
+    p99 = rows.get("ours, one process, file protocol", {}).get("p99_ms")
+    if p99 is not None:
+        out[f"p99 ms, {CLIENTS} clients, one process, file"] = {"value": p99,
+                                                               "target": f"<= {TARGETS['p99 ms one process']}"}
     return out
 
 
-def print_table(results):
-    for title, out in results["models"].items():
-        print(f"\n== {title}")
-        print("raw predictor img/s: " + ", ".join(f"{k} {v:.0f}" for k, v in out["raw"].items()))
-        print(f"{'server | protocol | clients':52} {'img/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
-        for key, row in out["served"].items():
-            print(f"{key:52} {row['img_per_s']:8.0f} {row['p50_ms']:8.1f} {row['p99_ms']:8.1f} {row['errors']:7d}")
-        wire, cpu = out["wire_bytes_per_image"], out["client_cpu_ms_per_image"]
-        print(f"wire bytes/image: file {wire['file']:.0f}, ndarray {wire['ndarray']:.0f}; "
-              f"client CPU ms/image: file {cpu['file']:.3f}, ndarray {cpu['ndarray']:.3f}")
-        print("ratios: " + ", ".join(f"{k} = {v:.2f}" for k, v in out["ratios"].items()))
-    print("\n== decode + preprocess, PULC preprocessing")
-    for name, row in results["decode"].items():
-        print(f"{name:40} full {row['full_ms']:6.1f} ms  reduced {row['reduced_ms']:6.1f} ms  x{row['speedup']:.1f}  "
-              f"top-1 same {row['top1_same']}  max |d score| {row['max_abs_score_delta']:.3f}")
+# ---- report ------------------------------------------------------------------------------------
+
+def fmt(value, spec):
+    width = int(spec.split(".")[0])
+    return format(value, spec) if isinstance(value, (int, float)) else "-".rjust(width)
+
+
+def print_report(results):
+    mode = results["mode"]
+    print(f"\n{CLIENTS} clients (wrk -t1 -c{CLIENTS}), {mode['seconds']} s per cell, "
+          f"{results['machine']['cpus']} CPUs, load average at start {results['machine']['loadavg_start']}")
+    for out in results["models"].values():
+        print(f"\n== {out['title']} (served backend: {out['served_backend']})")
+        print(f"{'':66} {'img/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'CPU ms/img':>10}  other load")
+        for name, row in out["rows"].items():
+            if "unavailable" in row:
+                print(f"{name:66} {' '.join(row['unavailable'].split())}")
+                continue
+            cpu = row.get("server_cpu_ms_per_image", row.get("cpu_ms_per_image"))
+            other = (f"load {row['loadavg_before'][0]:.2f} before, others {row['other_cpu_cores']:.2f} cores, "
+                     f"wrk {row['wrk_cpu_cores']:.2f}" if "loadavg_before" in row else row.get("note", ""))
+            bad = row.get("bad_answers", 0) + row.get("socket_errors", 0)
+            flag = f"  {bad} BAD ANSWERS/ERRORS" if bad else ""
+            print(f"{name:66} {fmt(row['img_per_s'], '7.0f')} {fmt(row.get('p50_ms'), '7.1f')} "
+                  f"{fmt(row.get('p99_ms'), '7.1f')} {fmt(cpu, '10.2f')}  {other}{flag}")
+        for backend, row in out["parity"].items():
+            if "unavailable" in row:
+                print(f"parity with PaddleClas 2.6.0, {backend}: {row['unavailable']}")
+            else:
+                print(f"parity with PaddleClas 2.6.0, {backend}: top-1 same {row['top1_same']}/{row['images']}, "
+                      f"ranking same {row['ranking_same']}/{row['images']}, max |d prob| {row['max_abs_delta']:.1e}")
+        for name, ratio in out["ratios"].items():
+            print(f"ratio {name}: {ratio['value']:.2f} (target {ratio['target']})" +
+                  (f"  [{ratio['of']}]" if "of" in ratio else ""))
+    print(f"\n== 12-MP JPEG, PULC preprocessing: decode + preprocess (target reduced >= "
+          f"{TARGETS['12-MP reduced speed-up']}x faster, same top-1)")
+    for name, row in results["big_jpeg"].items():
+        print(f"{name} ({row['size']}, {row['jpeg_bytes'] // 1000} kB): full {row['full_ms']:.1f} ms, "
+              f"reduced {row['reduced_ms']:.1f} ms, x{row['speedup']:.1f}, top-1 same {row['top1_same']}, "
+              f"max |d score| {row['max_abs_score_delta']:.3f}")
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m bench.run")
-    parser.add_argument("--seconds", type=float, default=5.0, help="per measurement")
-    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 8])
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="short cells (~3 s): the whole bench in a few minutes")
+    parser.add_argument("--seconds", type=float, help="seconds per cell (overrides the mode's)")
+    parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=list(MODELS))
+    parser.add_argument("--paddleclas-src", type=Path, help="a PaddleClas source tree: adds its hub module's rows")
     args = parser.parse_args(argv)
-    hub_home = prepare_hub_home()
-    results = {"machine": {"cpus": os.cpu_count()}, "seconds_per_measurement": args.seconds,
-               "models": {title: bench_model(hub_home, title, spec, args.seconds, args.clients)
-                          for title, spec in MODELS.items()},
-               "decode": decode_timings()}
-    print_table(results)
+    mode = MODES["quick" if args.quick else "full"]
+    if args.seconds:
+        mode = dataclasses.replace(mode, seconds=args.seconds)
+    if args.paddleclas_src and not (args.paddleclas_src / "deploy" / "hubserving" / "clas").is_dir():
+        parser.error(f"--paddleclas-src {args.paddleclas_src}: no deploy/hubserving/clas in it")
+    wrk = ensure_wrk()
+    results = {"machine": {"cpus": os.cpu_count(), "loadavg_start": loadavg()},
+               "mode": dataclasses.asdict(mode), "clients": CLIENTS,
+               "paddleclas_hub": paddleclas_hub.environment_note(args.paddleclas_src) if args.paddleclas_src else None,
+               "models": {key: bench_model(wrk, MODELS[key], mode, args.paddleclas_src) for key in args.models},
+               "big_jpeg": big_jpeg_rows(mode.decode_repeats)}
+    results["machine"]["loadavg_end"] = loadavg()
+    print_report(results)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "throughput.json").write_text(json.dumps(results, indent=2))
     print(f"\nwritten: {RESULTS / 'throughput.json'}")
