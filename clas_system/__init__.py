@@ -10,7 +10,10 @@ Importable without PaddleHub. The obvious calls:
     build_classifier(load_classifier_settings({"preset": "text_image_orientation"})).classify([jpeg_bytes])
 """
 from .classifier import Classifier, build_classifier
-from .client import Client, ServerError
+from .client import (BadRequestError, Client, ClientError, ModelFailureError, OverloadedError, ServerError,
+                     ServerUnreachable, TooLargeError, UnauthorizedError, UnavailableError)
 
-__all__ = ["Classifier", "Client", "ServerError", "build_classifier"]
+__all__ = ["BadRequestError", "Classifier", "Client", "ClientError", "ModelFailureError", "OverloadedError",
+           "ServerError", "ServerUnreachable", "TooLargeError", "UnauthorizedError", "UnavailableError",
+           "build_classifier"]
 __version__ = "0.1.0"

@@ -2,13 +2,21 @@
 
 Images may be paths, encoded bytes, numpy arrays (HWC RGB uint8) or PIL images. They are sent
 as base64 of the encoded file (what the server decodes, never a server-side path), split into
-requests of `images_per_request`. A server-side error raises `ServerError` with its status and
-message.
+requests of `images_per_request`.
+
+Errors are exceptions of one tree, switched on the server's error code, never on its text:
+`ServerError` (an answer that is an error; subclasses per code: `BadRequestError`,
+`UnauthorizedError`, `TooLargeError`, `OverloadedError`, `UnavailableError`,
+`ModelFailureError`) and `ServerUnreachable` (no answer: connection refused, reset, timed out).
+Idempotent calls (classify, detect, recognize, gallery search and stats) are retried with
+backoff on `ServerUnreachable`, `OverloadedError` and `UnavailableError`; gallery add and
+remove never are, since a lost answer may hide a change that was made.
 """
 import argparse
 import json
 import os
 import sys
+import time
 
 import requests
 
@@ -17,14 +25,70 @@ from .codec import b64encode_image
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
-class ServerError(RuntimeError):
-    """The server answered with an error: `status` is PaddleHub's code ("101": the module
-    refused the request), `message` the server's explanation."""
+class ClientError(Exception):
+    """Anything a Client call raises."""
 
-    def __init__(self, status, message):
-        super().__init__(f"server error {status}: {message}")
+
+class ServerUnreachable(ClientError):
+    """No answer from the server: connection refused or reset, or no answer within the timeout."""
+
+
+class ServerError(ClientError):
+    """The server answered with an error. `status` is PaddleHub's code ("101": the module
+    refused the request), `code` ours (bad_request, unauthorized, too_large, overloaded,
+    unavailable, model_error), `message` the server's explanation, `field` / `index` where the
+    problem is (e.g. "images", 3), `http_status` the HTTP status."""
+
+    code = None
+
+    def __init__(self, status, message, code=None, field=None, index=None, http_status=None):
+        super().__init__(f"server error {code or status}: {message}")
         self.status = status
         self.message = message
+        self.code = code or self.code
+        self.field = field
+        self.index = index
+        self.http_status = http_status
+
+
+class BadRequestError(ServerError):
+    code = "bad_request"
+
+
+class UnauthorizedError(ServerError):
+    code = "unauthorized"
+
+
+class TooLargeError(BadRequestError):
+    code = "too_large"
+
+
+class OverloadedError(ServerError):
+    code = "overloaded"
+
+
+class UnavailableError(ServerError):
+    code = "unavailable"
+
+
+class ModelFailureError(ServerError):
+    code = "model_error"
+
+
+ERROR_CLASSES = {cls.code: cls for cls in (BadRequestError, UnauthorizedError, TooLargeError, OverloadedError,
+                                           UnavailableError, ModelFailureError)}
+RETRIED = (ServerUnreachable, OverloadedError, UnavailableError)
+
+
+def answer_error(response, body):
+    """The ServerError an error answer stands for."""
+    if not isinstance(body, dict):
+        return ServerError(str(response.status_code), response.text[:500], http_status=response.status_code)
+    error = body.get("error") or {}
+    cls = ERROR_CLASSES.get(error.get("code"), ServerError)
+    return cls(body.get("status", str(response.status_code)), body.get("msg", response.text[:500]),
+               code=error.get("code"), field=error.get("field"), index=error.get("index"),
+               http_status=response.status_code)
 
 
 def as_list(images):
@@ -33,24 +97,41 @@ def as_list(images):
 
 class Client:
     def __init__(self, url="http://127.0.0.1:8866", timeout=60.0, images_per_request=16, token=None,
-                 session=None):
+                 session=None, retries=3, backoff_s=0.2):
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.images_per_request = images_per_request
         self.token = token
         self.session = session or requests.Session()
+        self.retries = retries
+        self.backoff_s = backoff_s
 
-    def call(self, module, payload):
-        """POST a JSON payload to /predict/<module>; returns the `results` of a success."""
+    def call(self, module, payload, idempotent=True):
+        """POST a JSON payload to /predict/<module>; returns the `results` of a success.
+        Idempotent calls are retried `retries` times (backoff doubling from `backoff_s`) on
+        ServerUnreachable, OverloadedError and UnavailableError."""
+        attempts = 1 + (self.retries if idempotent else 0)
+        for attempt in range(attempts):
+            try:
+                return self._post(module, payload)
+            except RETRIED:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(self.backoff_s * 2 ** attempt)
+
+    def _post(self, module, payload):
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        response = self.session.post(f"{self.url}/predict/{module}", json=payload, headers=headers,
-                                     timeout=self.timeout)
+        try:
+            response = self.session.post(f"{self.url}/predict/{module}", json=payload, headers=headers,
+                                         timeout=self.timeout)
+        except requests.RequestException as err:
+            raise ServerUnreachable(f"{self.url}: {err}") from err
         try:
             body = response.json()
         except ValueError:
-            raise ServerError(str(response.status_code), response.text[:500]) from None
-        if response.status_code != 200 or body.get("status") != "000":
-            raise ServerError(body.get("status", str(response.status_code)), body.get("msg", response.text[:500]))
+            body = None
+        if response.status_code != 200 or not isinstance(body, dict) or body.get("status") != "000":
+            raise answer_error(response, body)
         return body["results"]
 
     def _per_image(self, module, images, extra, key):
@@ -84,7 +165,7 @@ class Client:
             payload["labels"] = list(labels)
         if ids is not None:
             payload["ids"] = list(ids)
-        return self.call(module, payload)
+        return self.call(module, payload, idempotent=action in ("search", "stats"))
 
 
 def expand_paths(paths):
@@ -120,7 +201,7 @@ def main(argv=None):
             chunk = paths[start:start + args.images_per_request]
             try:
                 results = client.classify(chunk, top_k=args.top_k, module=args.module)
-            except (ServerError, OSError, requests.RequestException) as err:
+            except (ClientError, OSError) as err:
                 failed += len(chunk)
                 print(json.dumps({"files": chunk, "error": str(err)}, ensure_ascii=False), flush=True)
             else:

@@ -26,6 +26,7 @@ from typing import Callable, Optional
 import orjson
 
 from .batching import REQUESTS_IN_FLIGHT
+from .codec import json_type
 from .errors import HTTP_STATUS, BadRequest, Overloaded, ServingError, TooLarge, error_code, wire_error
 
 log = logging.getLogger("clas_system")
@@ -119,8 +120,7 @@ def parse_request(body):
     except orjson.JSONDecodeError as err:
         raise BadRequest(f"body: not valid JSON ({err})") from err
     if not isinstance(request, dict):
-        kind = {list: "an array", str: "a string"}.get(type(request), "a " + type(request).__name__)
-        raise BadRequest(f"body: expected a JSON object like {{\"images\": [...]}}, got {kind}")
+        raise BadRequest(f"body: expected a JSON object like {{\"images\": [...]}}, got {json_type(request)}")
     return request
 
 

@@ -219,8 +219,11 @@ HOSTILE = [
 @pytest.mark.parametrize("payload, expected", HOSTILE)
 def test_hostile_request_refused_clearly_and_server_keeps_serving(server, payload, expected):
     rss_before = group_rss_kb(server.proc.pid)
-    body = server.post(MODULE, payload())
+    response = requests.post(f"{server.url}/predict/{MODULE}", json=payload(), timeout=120)
+    body = response.json()
     assert body["status"] == "101", body
+    code = "too_large" if "over the limit" in body["msg"] else "bad_request"
+    assert body["error"]["code"] == code and response.status_code == {"too_large": 413, "bad_request": 400}[code]
     for text in expected:
         assert text in body["msg"], body["msg"]
     assert body["msg"].count("images[") == sum(text.startswith("images[") for text in expected), body["msg"]
@@ -241,27 +244,30 @@ def test_server_side_path_fields_refused_and_never_read(server, tmp_path, field)
     assert_still_serving(server)
 
 
-# Bodies PaddleHub rejects before our module sees them: (data, content type, HTTP status, text in the answer).
+# Bodies that are not a JSON object: (data, content type, HTTP status, text in the answer).
 NOT_AN_OBJECT = [
-    pytest.param(b"this is not json", "application/json", 400, "Bad Request", id="body-not-json"),
-    pytest.param(b'{"images": ["abc"', "application/json", 400, "Bad Request", id="body-truncated-json"),
-    pytest.param(b'{"images": []}', "text/plain", 415, "Unsupported Media Type", id="json-without-content-type"),
-    pytest.param(b"[1, 2, 3]", "application/json", 500, "Internal Server Error", id="json-array"),
-    pytest.param(b'"images"', "application/json", 500, "Internal Server Error", id="json-string"),
-    pytest.param(b"42", "application/json", 500, "Internal Server Error", id="json-number"),
-    pytest.param(b"null", "application/json", 200, "application/json", id="json-null"),
+    pytest.param(b"this is not json", "application/json", 400, "body: not valid JSON", id="body-not-json"),
+    pytest.param(b'{"images": ["abc"', "application/json", 400, "body: not valid JSON", id="body-truncated-json"),
+    pytest.param(b'{"images": []}', "text/plain", 200, "application/json", id="json-without-content-type"),
+    pytest.param(b"[1, 2, 3]", "application/json", 400, "got an array", id="json-array"),
+    pytest.param(b'"images"', "application/json", 400, "got a string", id="json-string"),
+    pytest.param(b"42", "application/json", 400, "got a number", id="json-number"),
+    pytest.param(b"null", "application/json", 400, "got null", id="json-null"),
 ]
 
 
 @pytest.mark.parametrize("data, content_type, http_status, text", NOT_AN_OBJECT)
-def test_body_not_a_json_object_gets_paddlehubs_answer_and_server_keeps_serving(server, data, content_type,
-                                                                                 http_status, text):
+def test_body_not_a_json_object_is_refused_clearly_and_server_keeps_serving(server, data, content_type,
+                                                                             http_status, text):
     response = requests.post(f"{server.url}/predict/{MODULE}", data=data, headers={"Content-Type": content_type},
                              timeout=30)
     assert response.status_code == http_status, response.text[:300]
-    assert text in response.text
+    body = response.json()
+    assert text in body["msg"]
     if http_status == 200:  # PaddleHub's "112": post JSON with content type application/json
-        assert response.json()["status"] == "112"
+        assert body["status"] == "112"
+    else:
+        assert body["status"] == "101" and body["error"]["code"] == "bad_request" and body["error"]["field"] == "body"
     assert_still_serving(server)
 
 
@@ -327,9 +333,10 @@ def test_unauthorized_requests_are_refused_before_any_work(token_server, headers
     for payload in ({"images": [valid()]},
                     {"images": ["***", None]},  # bad images: the answer is still "unauthorized"
                     {"images": [valid()] * 9, "paths": ["/etc/passwd"], "top_k": "x"}):
-        body = token_server.post(MODULE, payload, headers=headers)
-        assert body["status"] == "101", body
-        assert body["msg"].startswith("unauthorized"), body["msg"]
+        response = requests.post(f"{token_server.url}/predict/{MODULE}", json=payload, headers=headers, timeout=60)
+        body = response.json()
+        assert response.status_code == 401 and body["status"] == "101", body
+        assert body["error"]["code"] == "unauthorized" and body["msg"].startswith("unauthorized"), body["msg"]
         assert "images" not in body["msg"] and "passwd" not in body["msg"]
     assert_still_serving(token_server, headers={"Authorization": "Bearer s3cret"})
 
@@ -341,11 +348,12 @@ def test_right_token_is_served(token_server):
 
 
 def test_oversized_body_is_refused_before_it_is_read(server):
-    """max_request_bytes also caps the HTTP body (base64 + JSON), so Flask answers 413 without
-    buffering it; the server keeps serving."""
+    """max_request_bytes also caps the HTTP body (base64 + JSON), so the answer is 413 too_large
+    before the body is read; the server keeps serving."""
     import requests
     body = b'{"images": ["' + b"A" * 8_000_000 + b'"]}'
     answer = requests.post(f"{server.url}/predict/clas_system", data=body,
                            headers={"Content-Type": "application/json"}, timeout=60)
     assert answer.status_code == 413
+    assert answer.json()["error"]["code"] == "too_large"
     assert_still_serving(server)
