@@ -20,6 +20,8 @@ import logging
 
 from .http_app import HttpLimits, ServingApp, current_authorization, own_method  # noqa: F401 (modules import it from here)
 
+__all__ = ["current_authorization", "install_concurrent_runners"]
+
 log = logging.getLogger("clas_system")
 
 _installed = {}
