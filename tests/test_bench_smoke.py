@@ -1,0 +1,95 @@
+"""The bench's own machinery, fast: wrk + its Lua script against a real server (answers checked,
+server CPU counted), the PaddleClas 2.6.0 reference venv on real images, and the soak's RSS
+trend report."""
+import shutil
+
+import numpy as np
+import pytest
+
+from bench import run as bench_run
+from bench.paddleclas_reference import ReferenceError, reference_scores, time_predict_cls
+from bench.soak import hub_env, rss_summary
+from clas_system.classifier import build_classifier
+from clas_system.codec import decode_image
+from params import load_classifier_settings
+
+from conftest import HUB, image_bytes, image_path
+
+ORIENTATION = ["orientation/img_rot0_demo.jpg", "orientation/img_rot180_demo.jpg"]
+TEXT_LINES = ["textline/textline_orientation_test_0_0.png", "textline/textline_orientation_test_1_0.png"]
+
+
+@pytest.fixture(scope="module")
+def wrk():
+    found = shutil.which("wrk")
+    if not found:
+        pytest.skip("wrk is not installed (apt-get install wrk): the bench's load generator")
+    return found
+
+
+@pytest.fixture(scope="module")
+def bench_server(hub_home, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("bench_server")
+    server = bench_run.Server(HUB, "clas_system", {"version": "1.0.0", "preset": "text_line_orientation"}, False,
+                              workdir, hub_env(hub_home), workdir)
+    yield server
+    server.stop()
+
+
+def test_wrk_measures_a_real_server_and_its_cpu(wrk, bench_server, tmp_path):
+    bodies = [bench_run.file_body(image_bytes(name)) for name in TEXT_LINES]
+    body_list = bench_run.write_bodies(tmp_path, "file", bodies)
+    mode = bench_run.Mode(seconds=1.0, warmup_seconds=1.0, predict_cls_images=0, decode_repeats=0)
+    row = bench_run.served_row(wrk, bench_server, bodies, body_list, mode)
+    assert row["requests"] > 10
+    assert row["bad_answers"] == 0 and row["socket_errors"] == 0
+    assert 0 < row["p50_ms"] <= row["p99_ms"]
+    assert row["img_per_s"] > 10
+    assert 0.1 < row["server_cpu_ms_per_image"] < 1000  # counted from the server's process group
+
+
+def test_wrk_counts_refused_requests_as_bad(wrk, bench_server, tmp_path):
+    body_list = bench_run.write_bodies(tmp_path, "empty", [b'{"images": []}'])
+    out = bench_run.run_wrk(wrk, bench_server.url, body_list, 1)
+    assert out["requests"] > 0
+    assert out["bad_answers"] == out["requests"]
+
+
+def test_paddleclas_reference_matches_our_engine_on_pulc():
+    reference = reference_scores([image_path(n) for n in ORIENTATION], preset="text_image_orientation")
+    assert [r["label_names"][0] for r in reference] == ["0", "180"]
+    expected = np.array([r["probabilities"] for r in reference])
+    assert np.allclose(expected.sum(axis=1), 1.0, atol=1e-5)
+    engine = build_classifier(load_classifier_settings({"preset": "text_image_orientation"},
+                                                       {"reduced_decode": False, "backend": "onnxruntime"}))
+    ours = np.stack(engine.predict_tensors([engine.image_to_tensor(image_bytes(n)) for n in ORIENTATION]))
+    assert np.max(np.abs(ours - expected)) <= 1e-4
+
+
+def test_paddleclas_reference_runs_the_text_line_model_on_given_tensors():
+    engine = build_classifier(load_classifier_settings({"preset": "text_line_orientation"}))
+    tensors = np.stack([engine.preprocess(decode_image(image_bytes(n), to_rgb=engine.to_rgb))
+                        for n in TEXT_LINES])
+    reference = reference_scores(tensors=tensors, preset="text_line_orientation")
+    assert [r["label_names"][0] for r in reference] == ["0", "180"]  # PaddleClas's test images: _<class>_
+    with pytest.raises(ReferenceError, match="cannot express this model's preprocessing"):
+        reference_scores([image_path(n) for n in TEXT_LINES], preset="text_line_orientation")
+
+
+def test_paddleclas_predict_cls_is_timed_on_every_image():
+    out = time_predict_cls([image_path(n) for n in ORIENTATION], preset="text_image_orientation",
+                           total_images=16, batch_size=8)
+    assert out["images"] == 16
+    assert out["img_per_s"] > 1
+
+
+def test_soak_reports_rss_at_minute_marks_and_growth():
+    # generated samples: a real 31-minute soak does not fit in a test. 1000 MB, +1 MB a minute.
+    samples = [(float(t), 1000 * 1024 + t / 60 * 1024) for t in range(0, 31 * 60 + 1)]
+    rss = rss_summary(samples, 31 * 60)
+    assert rss["rss_at_minute_mb"] == {"1": 1001.0, "2": 1002.0, "5": 1005.0, "10": 1010.0, "20": 1020.0,
+                                       "30": 1030.0}
+    assert rss["growth_between_marks_pct"] == {"minute 1 -> end": 3.0, "minute 10 -> end": 2.08,
+                                               "minute 10 -> 30": 1.98}
+    assert rss["growth_per_10min_pct"] == {"minute 10 -> 20": 0.99, "minute 20 -> 30": 0.98}
+    assert rss["fitted_growth_pct_per_10min"] == pytest.approx(1.0, abs=0.01)
