@@ -26,9 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-
-from .client import Client, ServerError
+from .client import Client, ClientError, ServerError, ServerUnreachable, UnauthorizedError
 from .codec import b64encode_image
 
 EXIT_OK = 0
@@ -113,10 +111,13 @@ def chunks(sequence, size):
 
 
 def is_fatal(err):
-    """Errors that would hit every request alike: no server, or no access to it."""
-    if isinstance(err, requests.ConnectionError):
-        return True
-    return isinstance(err, ServerError) and ("unauthorized" in err.message.lower() or err.status in ("401", "403"))
+    """Errors that would hit every request alike: no server (after the client's retries), or no
+    access to it."""
+    return isinstance(err, (ServerUnreachable, UnauthorizedError))
+
+
+def error_text(err):
+    return err.message if isinstance(err, ServerError) else str(err)
 
 
 # ---- one chunk of images -> one request --------------------------------------------------------
@@ -134,7 +135,8 @@ def send(client, module, payload_for, key, outcomes):
     """One request for the outcomes' images; fills each outcome's result."""
     payload = payload_for([o.image for o in outcomes])
     payload["images"] = [b64encode_image(o.data) for o in outcomes]
-    answers = client.call(module, payload)[key]
+    # An add the server applied but whose answer was lost would be applied twice if retried.
+    answers = client.call(module, payload, idempotent=payload.get("gallery") != "add")[key]
     for outcome, answer in zip(outcomes, answers):
         outcome.result = answer
 
@@ -153,16 +155,16 @@ def run_chunk(client, module, payload_for, key, chunk):
     try:
         if readable:
             send(client, module, payload_for, key, readable)
-    except (ServerError, requests.RequestException) as err:
+    except ClientError as err:
         if is_fatal(err):
             raise ServerUnusable(str(err)) from err
         for outcome in readable:
             try:
                 send(client, module, payload_for, key, [outcome])
-            except (ServerError, requests.RequestException) as single_err:
+            except ClientError as single_err:
                 if is_fatal(single_err):
                     raise ServerUnusable(str(single_err)) from single_err
-                outcome.error = single_err.message if isinstance(single_err, ServerError) else str(single_err)
+                outcome.error = error_text(single_err)
     return outcomes
 
 
@@ -322,7 +324,7 @@ def run_command(args, out):
             payload.update({"ids": args.ids} if args.ids else {"labels": args.labels})
         try:
             result = client.call(args.module or "rec_system", payload)
-        except (ServerError, requests.RequestException) as err:
+        except ClientError as err:
             raise ServerUnusable(str(err)) from err
         out.write(json.dumps(result, ensure_ascii=False) + "\n")
         return 0

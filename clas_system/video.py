@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import requests
 
-from .client import Client, ServerError
-from .client_cli import InputError, ServerUnusable, is_fatal, ordered_bounded_map, positive_int, unit_interval
+from .client import Client, ClientError
+from .client_cli import (InputError, ServerUnusable, error_text, is_fatal, ordered_bounded_map, positive_int,
+                         unit_interval)
 
 TASK_MODULES = {"classify": "clas_system", "detect": "det_system", "recognize": "rec_system"}
 JPEG_QUALITY = 95
@@ -97,11 +97,11 @@ def predict_batch(client, module, fields, batch):
     payload = {"images": [base64.b64encode(frame.jpeg).decode("ascii") for frame in batch], **fields}
     try:
         answers = client.call(module, payload)["prediction"]
-    except (ServerError, requests.RequestException) as err:
+    except ClientError as err:
         if is_fatal(err):
             raise ServerUnusable(str(err)) from err
         for frame in batch:
-            frame.error = err.message if isinstance(err, ServerError) else str(err)
+            frame.error = error_text(err)
         return batch
     for frame, answer in zip(batch, answers):
         frame.result = answer
@@ -151,6 +151,9 @@ def process_video(client, source, task="classify", every=1, batch_size=8, worker
     in order. -> (frames processed, frames failed)."""
     if task not in TASK_MODULES:
         raise VideoError(f"task: {task!r} is not one of {', '.join(TASK_MODULES)}")
+    for name, value in (("every", every), ("batch_size", batch_size), ("workers", workers)):
+        if not isinstance(value, int) or value < 1:
+            raise VideoError(f"{name}: expected a whole number of at least 1, got {value!r}")
     capture = open_capture(source)
     module = module or TASK_MODULES[task]
     fields = request_fields(task, top_k, threshold)

@@ -7,7 +7,7 @@ import argparse
 import json
 
 from clas_system import Client, ServerError
-from clas_system.client import expand_paths
+from clas_system.client_cli import expand_inputs
 
 
 def main():
@@ -17,7 +17,7 @@ def main():
     parser.add_argument("--top-k", type=int, default=None)
     args = parser.parse_args()
 
-    paths = expand_paths(args.paths)
+    paths = [image.path for image in expand_inputs(args.paths)]
     try:
         results = Client(args.url).classify(paths, top_k=args.top_k)
     except ServerError as err:

@@ -20,13 +20,20 @@ SMALL_IMAGES = sorted(str(p.relative_to(SHARED_IMAGES)) for folder in ("textline
 
 
 @pytest.fixture(scope="module")
-def clas_server(server_factory):
-    return server_factory(modules={"clas_system": {}})
+def server(server_factory, tmp_path_factory):
+    """clas_system and rec_system (empty gallery) in one `hub serving start`."""
+    return server_factory(modules={"clas_system": {},
+                                   "rec_system": {"index_dir": str(tmp_path_factory.mktemp("cli_rec") / "gallery")}})
 
 
 @pytest.fixture(scope="module")
-def rec_server(server_factory, tmp_path_factory):
-    return server_factory(modules={"rec_system": {"index_dir": str(tmp_path_factory.mktemp("cli_rec") / "gallery")}})
+def clas_server(server):
+    return server
+
+
+@pytest.fixture(scope="module")
+def rec_server(server):
+    return server
 
 
 def copy_images(folder, count):
@@ -162,3 +169,13 @@ def test_a_bad_gallery_list_names_its_line(tmp_path, capsys):
     bad.write_text("drink/youjia.jpeg youjia\n")
     code, _, err = run_cli("gallery", "import", bad, "--image-root", SHARED_IMAGES, capsys=capsys)
     assert code == EXIT_USAGE and "line 1" in err
+
+
+def test_recognize_and_draw_example(rec_server, tmp_path):
+    done = subprocess.run([sys.executable, "client_examples/recognize_and_draw.py", str(SHARED_IMAGES / "drink"),
+                           "--url", rec_server.url, "--out", str(tmp_path / "drawn")],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    records = json_lines(done.stdout)
+    assert [os.path.basename(r["picture"]) for r in records] == ["mosilian.jpeg", "nongfu_spring.jpeg", "youjia.jpeg"]
+    assert all(os.path.isfile(r["picture"]) for r in records)

@@ -2,11 +2,13 @@
 text-line images (upright for 10 frames, then upside down), every 3rd frame, batches, an
 annotated video back."""
 import json
+import subprocess
+import sys
 
 import cv2
 import numpy as np
 import pytest
-from conftest import image_path
+from conftest import REPO, image_path
 
 from clas_system import Client, client_cli
 from clas_system.client_cli import EXIT_OK, EXIT_USAGE
@@ -79,3 +81,13 @@ def test_an_unopenable_source_is_named(tmp_path, capsys):
     code = client_cli.main(["video", str(tmp_path / "nothing.mp4"), "--url", "http://127.0.0.1:9"])
     assert code == EXIT_USAGE
     assert "nothing.mp4: cannot open this video file (no such file)" in capsys.readouterr().err
+
+
+def test_video_example(clas_server, clip, tmp_path):
+    done = subprocess.run([sys.executable, "client_examples/video_frames.py", str(clip), "--url", clas_server.url,
+                           "--every", "10", "--save-video", str(tmp_path / "out.avi")],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [line.get("frame") for line in lines[:-1]] == [0, 10] and lines[-1] == {"frames": 2, "failed": 0}
+    assert (tmp_path / "out.avi").stat().st_size > 0

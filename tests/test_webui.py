@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import REPO, SHARED_IMAGES
+from conftest import REPO, SHARED_IMAGES, image_b64
 from debian_packages import ensure_debian_packages
 from fixtures_detector import export_fixture_detector
 from flask import Flask, Response, request
@@ -24,7 +24,7 @@ from clas_system import webui
 ARTIFACTS = Path(os.environ.get("CLAS_TEST_ARTIFACTS", REPO / "build" / "test-artifacts"))
 TOKEN = "people-token"
 MODULES = ["clas_system", "det_system", "rec_system"]
-TIMEOUT_MS = 60_000
+TIMEOUT_MS = 120_000
 
 
 def test_modules_listing_and_static_files():
@@ -59,11 +59,17 @@ def chromium():
 def hub_server(server_factory, tmp_path_factory):
     detector_dir = tmp_path_factory.mktemp("webui_detector")
     export_fixture_detector(detector_dir)
-    return server_factory(modules={
+    server = server_factory(modules={
         "clas_system": {},
         "det_system": {"model_dir": str(detector_dir)},
         "rec_system": {"index_dir": str(tmp_path_factory.mktemp("webui_rec") / "gallery"), "api_token": TOKEN},
     })
+    # Models load on first use: warm them so the pages answer within the browser's waits.
+    warm = {"images": [image_b64("textline/textline_orientation_test_0_0.png")]}
+    for module, extra in (("clas_system", {}), ("det_system", {}), ("rec_system", {"gallery": "search", "k": 1})):
+        body = server.post(module, {**warm, **extra}, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert body["status"] == "000", body
+    return server
 
 
 def forwarding_app(hub_url):
@@ -98,6 +104,12 @@ def page(chromium):
     context.close()
 
 
+def open_page(page, url):
+    """Go to a page and wait until its script has set up its inputs."""
+    page.goto(url)
+    page.wait_for_selector("body[data-ready]", state="attached")
+
+
 def screenshot(page, name):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"webui_{name}.png"), full_page=True)
@@ -113,8 +125,7 @@ def test_index_lists_the_served_modules(page, ui_url):
 
 
 def test_classification_page_shows_the_right_label(page, ui_url):
-    page.goto(f"{ui_url}/ui/predict.html?module=clas_system")
-    page.wait_for_selector("#top-k")
+    open_page(page, f"{ui_url}/ui/predict.html?module=clas_system")
     page.fill("#top-k", "2")
     page.set_input_files("#files", str(SHARED_IMAGES / "textline" / "textline_orientation_test_1_0.png"))
     page.wait_for_selector(".result.done")
@@ -124,8 +135,7 @@ def test_classification_page_shows_the_right_label(page, ui_url):
 
 
 def test_detection_page_draws_boxes(page, ui_url):
-    page.goto(f"{ui_url}/ui/predict.html?module=det_system")
-    page.wait_for_selector("#threshold")
+    open_page(page, f"{ui_url}/ui/predict.html?module=det_system")
     page.fill("#threshold", "0.5")
     page.set_input_files("#files", str(SHARED_IMAGES / "misc" / "coco_000000570688.jpg"))
     page.wait_for_selector(".result.done")
@@ -135,7 +145,7 @@ def test_detection_page_draws_boxes(page, ui_url):
 
 
 def test_gallery_add_recognise_remove(page, ui_url):
-    page.goto(f"{ui_url}/ui/gallery.html?module=rec_system")
+    open_page(page, f"{ui_url}/ui/gallery.html?module=rec_system")
     page.wait_for_selector("#token-dialog.open")  # api_token is set: the page asks for it
     page.fill("#token-input", TOKEN)
     page.click("#token-save")
@@ -155,19 +165,19 @@ def test_gallery_add_recognise_remove(page, ui_url):
     assert page.locator("#hits td.label").first.inner_text() == "优佳 youjia"
     screenshot(page, "gallery")
 
-    page.goto(f"{ui_url}/ui/predict.html?module=rec_system")  # the token is remembered
+    open_page(page, f"{ui_url}/ui/predict.html?module=rec_system")  # the token is remembered
     page.set_input_files("#files", str(SHARED_IMAGES / "drink" / "youjia.jpeg"))
     page.wait_for_selector(".result.done")
     assert page.locator(".regions td.label").first.inner_text() == "优佳 youjia"
     screenshot(page, "rec_system")
 
-    page.goto(f"{ui_url}/ui/gallery.html?module=rec_system")
+    open_page(page, f"{ui_url}/ui/gallery.html?module=rec_system")
     page.wait_for_selector("tr[data-label='优佳 youjia']")
     page.click("tr[data-label='优佳 youjia'] button")
     page.wait_for_selector("tr[data-label='优佳 youjia']", state="detached")
     assert page.locator("#labels td.label").all_inner_texts() == ["莫斯利安"]
 
-    page.goto(f"{ui_url}/ui/predict.html?module=rec_system")
+    open_page(page, f"{ui_url}/ui/predict.html?module=rec_system")
     page.set_input_files("#files", str(SHARED_IMAGES / "drink" / "youjia.jpeg"))
     page.wait_for_selector(".result.done")
     assert "优佳 youjia" not in page.locator(".result").inner_text()

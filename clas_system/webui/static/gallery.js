@@ -135,4 +135,5 @@ document.getElementById("search-file").addEventListener("change", event => {
   if (event.target.files.length) search(event.target.files[0]);
 });
 dropZone(document.getElementById("add-drop"), document.getElementById("add-files"), chooseFiles);
+document.body.dataset.ready = "true";
 refresh();

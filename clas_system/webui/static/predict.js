@@ -98,6 +98,7 @@ async function start() {
   }
   optionFields();
   dropZone(document.getElementById("drop"), document.getElementById("files"), predictFiles);
+  document.body.dataset.ready = "true";  // images chosen from now on are sent
 }
 
 start().catch(err => { document.getElementById("page-error").textContent = err.message; });
