@@ -13,7 +13,7 @@ from clas_system.batching import DynamicBatcher
 from clas_system.classifier import build_classifier
 from clas_system.codec import ImageError, b64_to_ndarray, decode_image, ndarray_to_b64
 from clas_system.postprocess import build_postprocess
-from clas_system.preprocess import build_preprocess
+from clas_system.preprocess import build_pipeline, build_preprocess
 from params import ParamsError, load_classifier_settings
 from params.ops import MultiLabelThreshOutput, Topk, parse_ops
 
@@ -45,6 +45,38 @@ def test_tensor_equals_paddleclas_deploy_ops(name):
     preprocess = build_preprocess(parse_ops(IMAGENET_OPS, "ops"))
     image = decode_image(image_bytes(name), to_rgb=True)
     np.testing.assert_array_equal(preprocess(image), paddleclas_reference_tensor(image_path(name)))
+
+
+@pytest.mark.parametrize("preset, to_rgb", [("text_image_orientation", True), ("text_line_orientation", False)])
+def test_batch_normalisation_equals_the_per_image_ops(preset, to_rgb):
+    """Serving splits the ops: resize/crop per image on uint8, then NormalizeImage (+ PadToSize
+    after it) + ToCHWImage once per batch. The batch must equal the ops run image by image."""
+    ops = load_classifier_settings({"preset": preset}).preprocess
+    per_image, pipeline = build_preprocess(ops), build_pipeline(ops)
+    names = ["imagenet/ILSVRC2012_val_00006666.JPEG", "orientation/img_rot180_demo.jpg",
+             "textline/textline_orientation_test_1_0.png", "product/query/anmuxi.jpg"]
+    images = [decode_image(image_bytes(name), to_rgb=to_rgb) for name in names]
+    prepared = [pipeline.prepare(image) for image in images]
+    assert all(p.dtype == np.uint8 for p in prepared)
+    np.testing.assert_array_equal(pipeline.to_batch(prepared), np.stack([per_image(image) for image in images]))
+
+
+def test_ops_the_batch_pass_cannot_do_run_per_image_as_before():
+    ops = parse_ops([{"ResizeImage": {"size": 32}}, {"NormalizeImage": {"order": "hwc", "output_fp16": True}},
+                     {"ToCHWImage": None}], "ops")
+    pipeline = build_pipeline(ops)
+    image = decode_image(image_bytes("orientation/img_rot0_demo.jpg"))
+    assert pipeline.image_input is None
+    np.testing.assert_array_equal(pipeline.prepare(image), build_preprocess(ops)(image))
+    assert pipeline.prepare(image).dtype == np.float16
+
+
+def test_image_larger_than_pad_to_size_is_refused_per_image():
+    from clas_system.preprocess import PreprocessError
+    ops = parse_ops([{"ResizeImage": {"size": [200, 40]}}, {"NormalizeImage": {"order": "hwc"}},
+                     {"PadToSize": {"size": [192, 48]}}, {"ToCHWImage": None}], "ops")
+    with pytest.raises(PreprocessError, match="200x40 is larger than PadToSize 192x48"):
+        build_pipeline(ops).prepare(np.zeros((10, 50, 3), np.uint8))
 
 
 def test_default_settings_are_the_packaged_text_line_model():
