@@ -194,36 +194,26 @@ class ServingApp:
         self._pid = None
 
     def start(self):
-        """Threads, modules and their warm-up in this process (idempotent)."""
+        """Threads and modules in this process, every module warmed up (its model loaded):
+        called before the process accepts requests, so a model that cannot load stops the
+        start, loudly, instead of failing requests later. Idempotent."""
         if self._pid == os.getpid():
             return
         self.modules = served_modules(self.module_infos)
         self.pool = concurrent.futures.ThreadPoolExecutor(self.limits.request_threads, thread_name_prefix="request")
         self.gate = AdmissionGate(self.limits.request_threads + self.limits.max_waiting_requests)
-        self.warm = {name: False for name in self.modules}
-        self.warm_errors = {}
-        self._pid = os.getpid()
         for module in self.modules.values():
-            self.pool.submit(self._warm_up, module)
-
-    def _warm_up(self, module):
-        try:
             if module.warm_up is not None:
-                module.warm_up()
-            self.warm[module.name] = True
-        except Exception as err:  # noqa: BLE001 - reported by /ready, the module stays unready
-            log.error("warm-up of %s failed", module.name, exc_info=err)
-            self.warm_errors[module.name] = str(err)
+                # in a request thread: thread-local state a backend keeps is then made where it is used
+                self.pool.submit(module.warm_up).result()
+        self._pid = os.getpid()
 
     def readiness(self):
         detail = {}
         for name, module in self.modules.items():
-            state = {"warm": self.warm[name]}
-            if name in self.warm_errors:
-                state["error"] = self.warm_errors[name]
-            if module.readiness is not None and self.warm[name]:
+            state = {"ready": True}
+            if module.readiness is not None:
                 state.update(module.readiness())
-            state["ready"] = self.warm[name] and state.get("ready", True)
             detail[name] = state
         return all(state["ready"] for state in detail.values()), detail
 

@@ -17,6 +17,7 @@ import ctypes
 import ctypes.util
 import gc
 import logging
+import sys
 
 from .http_app import HttpLimits, ServingApp, current_authorization, own_method  # noqa: F401 (modules import it from here)
 
@@ -91,7 +92,12 @@ def serve_one_process(flask_app, host, port):
                 host, port, limits.request_threads, limits.max_waiting_requests, limits.max_wait_s * 1000)
     config = uvicorn.Config(app, host=host, port=int(port), log_level="warning", **uvicorn_options(graceful))
     freeze_startup_objects()
-    app.start()
+    try:
+        app.start()
+    except Exception as err:  # noqa: BLE001 - any failure to load stops the start, with its reason
+        log.error("a module could not warm up; not serving: %s", err, exc_info=err)
+        close_modules(module_infos())
+        raise SystemExit(1) from err
     try:
         uvicorn.Server(config).run()
     finally:
@@ -137,6 +143,8 @@ def install_concurrent_runners(serving):
 def _serving_worker_class():
     import warnings
 
+    from gunicorn.arbiter import Arbiter
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         from uvicorn.workers import UvicornWorker
@@ -151,7 +159,11 @@ def _serving_worker_class():
             super().init_process()
 
         def run(self):
-            self.wsgi.start()
+            try:
+                self.wsgi.start()
+            except Exception as err:  # noqa: BLE001 - the arbiter stops every worker on a boot error
+                self.log.error("a module could not warm up in worker %s: %s", self.pid, err)
+                sys.exit(Arbiter.WORKER_BOOT_ERROR)
             try:
                 super().run()
             finally:

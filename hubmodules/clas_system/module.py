@@ -7,6 +7,7 @@ from paddlehub.module.module import moduleinfo, serving
 from clas_system.classifier import build_batcher, build_classifier
 from clas_system.codec import blank_image, read_image_bytes
 from clas_system.hubserving import current_authorization, install_concurrent_runners
+from clas_system.model_checks import check_classifier_fits
 from clas_system.serving import classify_request
 from params import load_classifier_settings
 
@@ -25,6 +26,7 @@ class ClasSystem:
     def __init__(self, **init_args):
         settings = load_classifier_settings(PARAMS, init_args)
         self.classifier = build_classifier(settings)
+        check_classifier_fits(self.classifier)
         self.batcher = build_batcher(self.classifier)
         install_concurrent_runners(settings.serving)
 
