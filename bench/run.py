@@ -97,7 +97,7 @@ class Mode:
     decode_repeats: int
 
 
-MODES = {"quick": Mode(3.0, 1.0, 80, 3), "full": Mode(15.0, 3.0, 400, 10)}
+MODES = {"quick": Mode(3.0, 1.0, 80, 5), "full": Mode(15.0, 3.0, 400, 15)}
 
 
 # ---- the machine ----------------------------------------------------------------------------
@@ -217,10 +217,12 @@ def big_jpeg_rows(repeats):
         row = {"size": f"{width}x{height}", "jpeg_bytes": len(data)}
         for label, engine in (("full", engines[False]), ("reduced", engines[True])):
             tensor = engine.image_to_tensor(data)
-            start = time.perf_counter()
-            for _ in range(repeats):
+            times = []
+            for _ in range(repeats):  # the fastest repeat: least disturbed by other load
+                start = time.perf_counter()
                 tensor = engine.image_to_tensor(data)
-            row[f"{label}_ms"] = (time.perf_counter() - start) / repeats * 1000
+                times.append(time.perf_counter() - start)
+            row[f"{label}_ms"] = min(times) * 1000
             row[f"{label}_scores"] = engine.predict_tensors([tensor])[0].tolist()
         row["speedup"] = row["full_ms"] / row["reduced_ms"]
         row["top1_same"] = int(np.argmax(row["full_scores"])) == int(np.argmax(row["reduced_scores"]))
@@ -470,8 +472,8 @@ def print_report(results):
         for name, ratio in out["ratios"].items():
             print(f"ratio {name}: {ratio['value']:.2f} (target {ratio['target']})" +
                   (f"  [{ratio['of']}]" if "of" in ratio else ""))
-    print(f"\n== 12-MP JPEG, PULC preprocessing: decode + preprocess (target reduced >= "
-          f"{TARGETS['12-MP reduced speed-up']}x faster, same top-1)")
+    print(f"\n== 12-MP JPEG, PULC preprocessing: decode + preprocess, fastest of {mode['decode_repeats']} "
+          f"(target reduced >= {TARGETS['12-MP reduced speed-up']}x faster, same top-1)")
     for name, row in results["big_jpeg"].items():
         print(f"{name} ({row['size']}, {row['jpeg_bytes'] // 1000} kB): full {row['full_ms']:.1f} ms, "
               f"reduced {row['reduced_ms']:.1f} ms, x{row['speedup']:.1f}, top-1 same {row['top1_same']}, "
@@ -498,6 +500,7 @@ def main(argv=None):
                "models": {key: bench_model(wrk, MODELS[key], mode, args.paddleclas_src) for key in args.models},
                "big_jpeg": big_jpeg_rows(mode.decode_repeats)}
     results["machine"]["loadavg_end"] = loadavg()
+    results["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     print_report(results)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "throughput.json").write_text(json.dumps(results, indent=2))
