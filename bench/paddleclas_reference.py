@@ -45,6 +45,8 @@ talks to bench/paddleclas_worker.py, started with the reference venv's python.
         a speed row, not an accuracy one.
 """
 import argparse
+import contextlib
+import fcntl
 import importlib.metadata
 import json
 import os
@@ -108,16 +110,31 @@ def _pip(args):
         raise ReferenceError(f"pip install {' '.join(args)} failed in {REFERENCE_VENV}:\n{done.stderr[-3000:]}")
 
 
+@contextlib.contextmanager
+def _install_lock():
+    """One installer at a time (tests and the bench may ask for the venv at once)."""
+    REFERENCE_VENV.mkdir(exist_ok=True)  # python -m venv accepts an existing folder
+    with open(REFERENCE_VENV / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _installed(marker, record):
+    return marker.exists() and marker.read_text() == record and _venv_python().exists()
+
+
 def reference_python():
     """The reference venv's python, installing the venv first when needed."""
     marker = REFERENCE_VENV / ".installed"
-    if marker.exists() and marker.read_text() == _install_record() and _venv_python().exists():
+    if _installed(marker, _install_record()):
         return _venv_python()
-    if not _venv_python().exists():
-        subprocess.run([sys.executable, "-m", "venv", str(REFERENCE_VENV)], check=True)
-    _pip(["--no-deps", PADDLECLAS])
-    _pip(list(REFERENCE_DEPENDENCIES))
-    marker.write_text(_install_record())
+    with _install_lock():
+        if not _installed(marker, _install_record()):
+            if not _venv_python().exists():
+                subprocess.run([sys.executable, "-m", "venv", str(REFERENCE_VENV)], check=True)
+            _pip(["--no-deps", PADDLECLAS])
+            _pip(list(REFERENCE_DEPENDENCIES))
+            marker.write_text(_install_record())
     return _venv_python()
 
 
@@ -125,10 +142,12 @@ def reference_hub_python():
     """The reference venv's python with paddlehub installed too (for PaddleClas's hub module)."""
     python = reference_python()
     marker = REFERENCE_VENV / ".installed-hub"
-    if marker.exists() and marker.read_text() == _hub_install_record():
+    if _installed(marker, _hub_install_record()):
         return python
-    _pip(["-c", str(REPO / "constraints.txt"), *HUB_DEPENDENCIES])
-    marker.write_text(_hub_install_record())
+    with _install_lock():
+        if not _installed(marker, _hub_install_record()):
+            _pip(["-c", str(REPO / "constraints.txt"), *HUB_DEPENDENCIES])
+            marker.write_text(_hub_install_record())
     return python
 
 
