@@ -252,7 +252,8 @@ class Server:
 
     def __init__(self, hub, module, init_args, use_multiprocess, workdir, env, cwd):
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/predict/{module}"
+        self.path = f"/predict/{module}"
+        self.url = f"http://127.0.0.1:{self.port}{self.path}"
         config = {"modules_info": {module: {"init_args": init_args, "predict_args": {}}},
                   "port": self.port, "use_multiprocess": use_multiprocess, "workers": 2}
         config_path = Path(workdir) / f"config_{self.port}.json"
@@ -282,7 +283,7 @@ class Server:
 
     def post(self, body):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        conn.request("POST", self.url.split(str(self.port), 1)[1], body, {"Content-Type": "application/json"})
+        conn.request("POST", self.path, body, {"Content-Type": "application/json"})
         return json.loads(conn.getresponse().read())
 
     def stop(self):
