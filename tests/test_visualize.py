@@ -61,7 +61,7 @@ def test_recognition_picture_draws_box_and_chinese_caption(cjk_font):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     wangzai = visualize.draw_result(image_path(WANGZAI), [
         {"bbox": [320, 230, 760, 940], "rec_docs": "旺仔牛奶", "rec_scores": 0.97, "rec_id": 3}])
-    wangzai.save(ARTIFACTS / "result_recognition_wangzai.png")
+    wangzai.save(ARTIFACTS / "result_recognition_wangzai.jpg", quality=88)
 
 
 def test_detection_and_classification_pictures():

@@ -1,8 +1,8 @@
 """The web pages in headless Chromium (Debian's `chromium`, driven by Playwright) against real
 served modules: one `hub serving start` with clas_system, det_system (the generated fixture
 detector: no real mainbody detector can be had offline) and rec_system (empty gallery, api_token
-set). Until the server runner registers the blueprint itself, a small Flask app serves it here
-and forwards /predict/* to that server, so the pages stay same-origin as they will be.
+set). The pages come from that server when its runner registers the blueprint; otherwise a small
+Flask app serves them here and forwards /predict/* to it, so the pages stay same-origin.
 Screenshots land in build/test-artifacts/ (or $CLAS_TEST_ARTIFACTS) for the README."""
 import os
 import re
@@ -87,6 +87,10 @@ def forwarding_app(hub_url):
 
 @pytest.fixture(scope="module")
 def ui_url(hub_server):
+    """The hub server itself once its runner serves the pages, else the forwarding app."""
+    if requests.get(f"{hub_server.url}/ui/api/modules", timeout=30).status_code == 200:
+        yield hub_server.url
+        return
     server = make_server("127.0.0.1", free_port(), forwarding_app(hub_server.url), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
