@@ -88,7 +88,7 @@ TEXT_LINE_NO_PADDLECLAS_OPS = (
     "made elsewhere, and only PaddleClas's Predictor and Topk run")
 
 
-class ReferenceError(RuntimeError):
+class PaddleClasReferenceError(RuntimeError):
     """The reference venv could not be installed, or the PaddleClas worker failed."""
 
 
@@ -107,7 +107,8 @@ def _hub_install_record():
 def _pip(args):
     done = subprocess.run([str(_venv_python()), "-m", "pip", "install", "-q", *args], capture_output=True, text=True)
     if done.returncode != 0:
-        raise ReferenceError(f"pip install {' '.join(args)} failed in {REFERENCE_VENV}:\n{done.stderr[-3000:]}")
+        raise PaddleClasReferenceError(
+            f"pip install {' '.join(args)} failed in {REFERENCE_VENV}:\n{done.stderr[-3000:]}")
 
 
 @contextlib.contextmanager
@@ -155,7 +156,7 @@ def wheel_folder():
     """The installed paddleclas package folder inside the reference venv."""
     found = sorted(REFERENCE_VENV.glob("lib/python*/site-packages/paddleclas"))
     if not found:
-        raise ReferenceError(f"paddleclas is not installed in {REFERENCE_VENV}")
+        raise PaddleClasReferenceError(f"paddleclas is not installed in {REFERENCE_VENV}")
     return found[-1]
 
 
@@ -175,7 +176,7 @@ def preset_config(preset, workdir, batch_size=8, cpu_threads=2):
     """PaddleClas inference config (dict) for one of our presets; may write into workdir
     (PaddleClas's ONNX path reads `<inference_model_dir>/inference.onnx`)."""
     if preset not in CLASSIFIER_PRESETS:
-        raise ReferenceError(f"preset {preset!r}: expected one of {sorted(CLASSIFIER_PRESETS)}")
+        raise PaddleClasReferenceError(f"preset {preset!r}: expected one of {sorted(CLASSIFIER_PRESETS)}")
     ours = CLASSIFIER_PRESETS[preset]
     model_path = Path(resolve_path(ours["model_dir"], f"preset {preset}.model_dir", kind="model path"))
     labels = ours["postprocess"]["Topk"]["label_list"]
@@ -208,13 +209,14 @@ def _run_worker(job, workdir):
     done = subprocess.run([str(reference_python()), str(WORKER), str(job_path), str(out_path)],
                           capture_output=True, text=True, env=env, cwd=workdir)
     if done.returncode != 0:
-        raise ReferenceError(f"PaddleClas worker failed ({job['kind']}):\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
+        raise PaddleClasReferenceError(
+            f"PaddleClas worker failed ({job['kind']}):\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
     return json.loads(out_path.read_text())
 
 
 def _config_for(preset, config, workdir, batch_size, cpu_threads):
     if (preset is None) == (config is None):
-        raise ReferenceError("give exactly one of preset= or config=")
+        raise PaddleClasReferenceError("give exactly one of preset= or config=")
     if preset is not None:
         return preset_config(preset, workdir, batch_size, cpu_threads)
     return {**config, "Global": {**config["Global"], "batch_size": batch_size}}
@@ -223,9 +225,9 @@ def _config_for(preset, config, workdir, batch_size, cpu_threads):
 def reference_scores(images=None, *, preset=None, config=None, tensors=None, batch_size=8, cpu_threads=2):
     """Per image: PaddleClas's class_ids/scores/label_names (its Topk) and the full probabilities."""
     if (images is None) == (tensors is None):
-        raise ReferenceError("give exactly one of images= (paths) or tensors= (N,C,H,W float32)")
+        raise PaddleClasReferenceError("give exactly one of images= (paths) or tensors= (N,C,H,W float32)")
     if preset == "text_line_orientation" and tensors is None:
-        raise ReferenceError(TEXT_LINE_NO_PADDLECLAS_OPS)
+        raise PaddleClasReferenceError(TEXT_LINE_NO_PADDLECLAS_OPS)
     with tempfile.TemporaryDirectory(prefix="paddleclas_ref_") as workdir:
         job = {"kind": "scores", "config": _config_for(preset, config, workdir, batch_size, cpu_threads),
                "images": None, "tensors_npy": None}

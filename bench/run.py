@@ -50,7 +50,7 @@ from clas_system.predictor import choose_backend, create_predictor
 from params import load_classifier_settings
 
 from . import paddleclas_hub
-from .paddleclas_reference import ReferenceError, reference_scores, time_predict_cls
+from .paddleclas_reference import PaddleClasReferenceError, reference_scores, time_predict_cls
 from .soak import DEAD_TELEMETRY, free_port, hub_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -186,7 +186,7 @@ def parity_rows(spec, paths):
                                          preset=spec["preset"])
         else:
             reference = reference_scores([str(p) for p in paths], preset=spec["preset"])
-    except (ReferenceError, OSError) as err:
+    except (PaddleClasReferenceError, OSError) as err:
         return {"reference": f"not available: {err}".splitlines()[0][:200]}
     expected = np.array([r["probabilities"] for r in reference])
     rows = {}
@@ -400,7 +400,7 @@ def bench_model(wrk, spec, mode, paddleclas_src):
                                    total_images=mode.predict_cls_images, batch_size=8, cpu_threads=2)
         rows["PaddleClas predict_cls.py offline, batch 8, 2 threads"] = {
             "img_per_s": offline["img_per_s"], "note": offline["preprocess_note"]}
-    except ReferenceError as err:
+    except PaddleClasReferenceError as err:
         rows["PaddleClas predict_cls.py offline, batch 8, 2 threads"] = {
             "unavailable": f"not available: {err}".splitlines()[0][:200]}
     parity_images = sorted({IMAGES / n for n in spec["images"]} if spec["preset"] == "text_line_orientation" else

@@ -310,7 +310,9 @@ def check_hostile(response, http_status, texts):
     if http_status != 200:
         if code != http_status:
             return f"HTTP {code} (expected {http_status}): {response.text[:200]}"
-        return None if any(t in response.text for t in texts) else f"HTTP {code} without any of {texts}: {response.text[:200]}"
+        if any(t in response.text for t in texts):
+            return None
+        return f"HTTP {code} without any of {texts}: {response.text[:200]}"
     if code != 200 and not 400 <= code < 500:
         return f"HTTP {code} (expected 200 or 4xx): {response.text[:200]}"
     try:
@@ -534,7 +536,9 @@ def print_summary(report, out):
             print("RSS at minute " + ", ".join(f"{m}: {mb} MB" for m, mb in marks.items()))
         for name, pct in rss["growth_between_marks_pct"].items():
             target = RSS_TARGETS.get(name)
-            verdict = "" if target is None or pct is None else f" (target < {target}%: {'ok' if pct < target else 'FAIL'})"
+            verdict = ""
+            if target is not None and pct is not None:
+                verdict = f" (target < {target}%: {'ok' if pct < target else 'FAIL'})"
             print(f"RSS growth    {name}: {pct:+}%{verdict}")
         for name, pct in rss["growth_per_10min_pct"].items():
             print(f"RSS growth    {name}: {pct:+}%")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bench import run as bench_run
-from bench.paddleclas_reference import ReferenceError, reference_scores, time_predict_cls
+from bench.paddleclas_reference import PaddleClasReferenceError, reference_scores, time_predict_cls
 from bench.soak import hub_env, rss_summary
 from clas_system.classifier import build_classifier
 from clas_system.codec import decode_image
@@ -72,7 +72,7 @@ def test_paddleclas_reference_runs_the_text_line_model_on_given_tensors():
                         for n in TEXT_LINES])
     reference = reference_scores(tensors=tensors, preset="text_line_orientation")
     assert [r["label_names"][0] for r in reference] == ["0", "180"]  # PaddleClas's test images: _<class>_
-    with pytest.raises(ReferenceError, match="cannot express this model's preprocessing"):
+    with pytest.raises(PaddleClasReferenceError, match="cannot express this model's preprocessing"):
         reference_scores([image_path(n) for n in TEXT_LINES], preset="text_line_orientation")
 
 
