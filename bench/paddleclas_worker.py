@@ -21,6 +21,7 @@ import json
 import sys
 import time
 import types
+from pathlib import Path
 
 
 def import_deploy_without_package_init():
@@ -47,7 +48,7 @@ def as_paddleclas_config(plain, config_module):
 def read_images(paths, transform_ops):
     import cv2
     if transform_ops and next(iter(transform_ops[0])) == "DecodeImage":
-        return [open(path, "rb").read() for path in paths]
+        return [Path(path).read_bytes() for path in paths]
     images = []
     for path in paths:
         image = cv2.imread(path)
