@@ -34,6 +34,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -288,11 +289,11 @@ class Server:
 
     def stop(self):
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, 15)
+            os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
+                os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
 
 
@@ -494,6 +495,8 @@ def main(argv=None):
         mode = dataclasses.replace(mode, seconds=args.seconds)
     if args.paddleclas_src and not (args.paddleclas_src / "deploy" / "hubserving" / "clas").is_dir():
         parser.error(f"--paddleclas-src {args.paddleclas_src}: no deploy/hubserving/clas in it")
+    # SIGTERM unwinds like Ctrl-C, so servers started in their own sessions are stopped too
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     wrk = ensure_wrk()
     results = {"machine": {"cpus": os.cpu_count(), "loadavg_start": loadavg()},
                "mode": dataclasses.asdict(mode), "clients": CLIENTS,
