@@ -263,7 +263,14 @@ class Server:
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen([hub, "serving", "start", "-c", str(config_path)], env=env, cwd=cwd,
                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 180
+        try:
+            self._wait_ready(timeout_s=180)
+        except BaseException:  # not started, or the bench was interrupted: leave no server behind
+            self.stop()
+            raise
+
+    def _wait_ready(self, timeout_s):
+        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"hub serving exited with {self.proc.returncode}: {self.log_tail()}")
@@ -274,8 +281,7 @@ class Server:
                 return
             except OSError:
                 time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"hub serving did not answer within 180 s: {self.log_tail()}")
+        raise RuntimeError(f"hub serving did not answer within {timeout_s} s: {self.log_tail()}")
 
     def log_tail(self, lines=4):
         """The log's last lines, without Python's warnings."""
