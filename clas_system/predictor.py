@@ -6,9 +6,10 @@ A model is a Paddle inference folder (inference.pdmodel + inference.pdiparams, o
 inference.json + inference.pdiparams; PaddleDetection's model.* names too) or an .onnx file.
 
 `backend: auto` (measured on a 2-core CPU, see the README): on CPU, OpenVINO for .onnx files and
-.pdmodel folders (it releases the GIL, and ran the text-line .pdmodel 6.7x faster than Paddle
-Inference at batch 1); Paddle Inference for PIR inference.json folders, which OpenVINO cannot
-read. With use_gpu: Paddle Inference for folders (CUDA, TensorRT), ONNX Runtime CUDA for .onnx.
+.pdmodel folders (it releases the GIL, and needed a quarter of Paddle Inference's CPU time per
+image on the text-line .pdmodel at batch 1, half of ONNX Runtime's on the PULC .onnx); Paddle
+Inference for PIR inference.json folders, which OpenVINO cannot read. With use_gpu: Paddle
+Inference for folders (CUDA, TensorRT), ONNX Runtime CUDA for .onnx.
 """
 import dataclasses
 import importlib.util
