@@ -37,6 +37,8 @@ MAX_ID_MAP_BYTES = 1 << 30
 # Where numpy's pickles find integer scalars: numpy < 2 and numpy >= 2 spellings.
 NUMPY_SCALAR = {("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")}
 NUMPY_DTYPE = ("numpy", "dtype")
+# How pickle protocol 2 writes bytes (a numpy scalar's data): _codecs.encode(text, "latin1").
+LATIN1_BYTES = ("_codecs", "encode")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +67,12 @@ def integer_scalar(dtype, data=None):
     return np.frombuffer(data, dtype)[0]
 
 
+def latin1_bytes(text, encoding):
+    if not isinstance(text, str) or encoding != "latin1":
+        raise pickle.UnpicklingError("refusing _codecs.encode other than protocol 2's latin1 bytes")
+    return text.encode("latin1")
+
+
 class IdMapUnpickler(pickle.Unpickler):
     """Rebuilds dict / int / str (pickle's own opcodes) and numpy integer scalars; nothing else."""
 
@@ -73,6 +81,8 @@ class IdMapUnpickler(pickle.Unpickler):
             return integer_scalar
         if (module, name) == NUMPY_DTYPE:
             return integer_dtype
+        if (module, name) == LATIN1_BYTES:
+            return latin1_bytes
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}: id_map.pkl may hold only a dict of "
                                      f"integer ids to strings")
 
@@ -245,7 +255,7 @@ def write_paddleclas_index(gallery, directory, delimiter="\t"):
         raise GalleryError(f"{directory} already holds a PaddleClas index; remove it or choose another folder")
     ids, vectors, labels, docs = gallery_contents(gallery)
     if not len(ids):
-        raise GalleryError(f"the gallery is empty: nothing to export (PaddleClas cannot search an empty index)")
+        raise GalleryError("the gallery is empty: nothing to export (PaddleClas cannot search an empty index)")
     metric, method = stats["metric"], stats.get("method") or "Flat"
     keys = np.arange(len(ids), dtype=np.int64) if metric == "hamming" else ids
     index = paddleclas_faiss_index(vectors, keys, method if method in ("Flat", "HNSW32", "IVF") else "Flat", metric)

@@ -13,7 +13,7 @@ import os
 from typing import Any, Optional, Tuple
 
 from .common import PredictorParams, ServingParams, merge, read_yaml_mapping, resolve_path, split_overrides
-from .detector import DetectorParams, DetectorSettings, detector_settings
+from .detector import DetectorParams, detector_settings
 from .gallery import GalleryParams, GallerySettings, gallery_settings
 from .ops import parse_ops
 from .presets import IMAGENET_NORMALIZE
@@ -163,8 +163,9 @@ def general_global(section, out, where):
         if key == "det_inference_model_dir":
             detector["model_dir"] = model_file(yaml_path(value)) if value else None
         elif key == "rec_inference_model_dir":
-            put(out, "feature", "preset", None)
-            put(out, "feature", "model_dir", model_file(yaml_path(value)) if value else value)
+            if value:  # else params.py's feature model stays
+                put(out, "feature", "preset", None)
+                put(out, "feature", "model_dir", model_file(yaml_path(value)))
         elif key == "batch_size":
             if value != 1:
                 raise ParamsError(f"{where}.batch_size: {value!r}; PaddleClas's predict_system requires 1 (images "

