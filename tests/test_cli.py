@@ -10,6 +10,7 @@ import sys
 
 import pytest
 from conftest import REPO, SHARED_IMAGES, image_bytes
+from fixtures_detector import export_fixture_detector
 from PIL import Image
 
 from clas_system import client_cli
@@ -21,8 +22,11 @@ SMALL_IMAGES = sorted(str(p.relative_to(SHARED_IMAGES)) for folder in ("textline
 
 @pytest.fixture(scope="module")
 def server(server_factory, tmp_path_factory):
-    """clas_system and rec_system (empty gallery) in one `hub serving start`."""
-    return server_factory(modules={"clas_system": {},
+    """clas_system, det_system (the generated fixture detector) and rec_system (empty gallery)
+    in one `hub serving start`."""
+    detector_dir = tmp_path_factory.mktemp("cli_detector")
+    export_fixture_detector(detector_dir)
+    return server_factory(modules={"clas_system": {}, "det_system": {"model_dir": str(detector_dir)},
                                    "rec_system": {"index_dir": str(tmp_path_factory.mktemp("cli_rec") / "gallery")}})
 
 
@@ -179,3 +183,16 @@ def test_recognize_and_draw_example(rec_server, tmp_path):
     records = json_lines(done.stdout)
     assert [os.path.basename(r["picture"]) for r in records] == ["mosilian.jpeg", "nongfu_spring.jpeg", "youjia.jpeg"]
     assert all(os.path.isfile(r["picture"]) for r in records)
+
+
+def test_detect_csv_rows_per_box_and_pictures(server, tmp_path, capsys):
+    vis = tmp_path / "boxes"
+    code, out, _ = run_cli("detect", SHARED_IMAGES / "misc" / "coco_000000570688.jpg", "--threshold", "0.5",
+                           "--format", "csv", "--save-vis", vis, "--url", server.url, "-q", capsys=capsys)
+    assert code == EXIT_OK
+    rows = list(csv.DictReader(io.StringIO(out)))
+    # The fixture detector's boxes scoring >= 0.5, in a 640x480 image (320x320 input): x * 2, y * 1.5.
+    assert [r["label"] for r in rows] == ["foreground", "foreground", "logo"]
+    assert [float(r["score"]) for r in rows] == pytest.approx([0.95, 0.8, 0.6])
+    assert [float(rows[0][c]) for c in ("x1", "y1", "x2", "y2")] == pytest.approx([64, 72, 576, 408])
+    assert (vis / "coco_000000570688.jpg").is_file()
