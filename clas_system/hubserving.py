@@ -17,6 +17,7 @@ import ctypes
 import ctypes.util
 import gc
 import logging
+import signal
 import sys
 
 from .http_app import HttpLimits, ServingApp, current_authorization, own_method  # noqa: F401 (modules import it from here)
@@ -51,6 +52,14 @@ def http_limits(serving):
                       max(previous.max_waiting_requests, serving.max_waiting_requests),
                       max(previous.max_wait_s, serving.max_wait_ms / 1000.0),
                       max(previous.max_body_bytes, body))
+
+
+def keep_stop_signals_handled():
+    """uvicorn re-raises SIGTERM/SIGINT once it has stopped gracefully; with a Python handler in
+    place (this no-op) the process then carries on to close its modules and exit 0, instead of
+    dying by the signal."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
 
 
 def uvicorn_options(graceful_stop_s):
@@ -92,6 +101,7 @@ def serve_one_process(flask_app, host, port):
                 host, port, limits.request_threads, limits.max_waiting_requests, limits.max_wait_s * 1000)
     config = uvicorn.Config(app, host=host, port=int(port), log_level="warning", **uvicorn_options(graceful))
     freeze_startup_objects()
+    keep_stop_signals_handled()
     try:
         app.start()
     except Exception as err:  # noqa: BLE001 - any failure to load stops the start, with its reason
@@ -122,6 +132,7 @@ def install_concurrent_runners(serving):
         limit_malloc_arenas()
         app_compat.config_with_file(configs)
         serve_one_process(app_compat.create_app(init_flag=True), _installed["host"], port)
+        raise SystemExit(0)  # a graceful stop; `hub` itself would exit 1 when its command returns
 
     _installed.setdefault("original_app", hub_serving_command.StandaloneApplication)
 
@@ -157,6 +168,10 @@ def _serving_worker_class():
         def init_process(self):
             limit_malloc_arenas()
             super().init_process()
+
+        def init_signals(self):
+            super().init_signals()
+            keep_stop_signals_handled()
 
         def run(self):
             try:
