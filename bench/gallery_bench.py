@@ -1,12 +1,17 @@
-"""Gallery index benchmark: `python -m bench.gallery_bench`.
+"""Gallery backends side by side: `python -m bench.gallery_bench` (100k x 512, a few minutes).
 
-Random L2-normalised float32 vectors (100k x 512 by default), metric IP. For Flat, HNSW32 and
-IVF: build (create + one add of every vector, which includes the fsync'd log write and IVF
-training), add 1k more without rebuild, per-query search latency at k=5 for batch 1 and batch 32,
-remove 100 by id, save (snapshot + log reset) and reopen. Queries are gallery vectors with a
-little noise; top-1 accuracy is how often a query's best hit is the vector it was made from (on
-random data the other neighbours are near-ties, so recall@5 would measure noise). Prints a table
-and writes bench/results/gallery.json.
+    python -m bench.gallery_bench                          # 100k x 512, faiss methods and Milvus Lite
+    python -m bench.gallery_bench --count 1000000          # the big run (needs ~10 GB of memory)
+    python -m bench.gallery_bench --milvus-uri http://host:19530   # an existing Milvus instead
+
+Data like a product gallery: `count / 100` products, each photographed ~100 times, as unit
+vectors around a product centre (same-product cosine ~0.75), metric IP. Queries are new photos
+of random products. Per backend: add throughput (chunks of 10k vectors, each one fsync'd log
+record, IVF training included), one-vector add latency (an acknowledged, durable add), search
+latency p50/p99 at k=5 with one query per call, recall@5 against faiss Flat's exact top 5,
+top-1 product accuracy, remove of 1000 items by id, and (faiss) save and reopen. Milvus Lite
+runs as its standalone server (gRPC on loopback, as rec_system's workers use it).
+Prints a markdown table and writes bench/results/gallery.json.
 """
 import argparse
 import json
@@ -18,16 +23,35 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from clas_system.gallery import create_gallery, open_gallery
+from clas_system.gallery import (MilvusSettings, create_gallery, create_milvus_gallery, ivf_training_size,
+                                 open_gallery)
 
-METHODS = {"Flat": {}, "HNSW32": {}, "IVF": {"nlist": 256}}
 RESULTS = Path(__file__).resolve().parent / "results" / "gallery.json"
 K = 5
+CHUNK = 10_000
+FAISS_METHODS = {"Flat": {}, "HNSW32": {}, "IVF": {"nlist": 1024}, "IVF-PQ": {"nlist": 1024, "pq_size": 64}}
+PHOTOS_PER_PRODUCT = 100
+NOISE_NORM = 0.85  # noise vector length around a unit centre: same-product cosine ~0.75 after normalising
 
 
-def unit_rows(rng, count, dim):
-    rows = rng.standard_normal((count, dim), dtype=np.float32)
+def unit(rows):
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def product_photos(rng, centres, products):
+    noise = rng.standard_normal((len(products), centres.shape[1]), dtype=np.float32)
+    noise *= NOISE_NORM / np.sqrt(centres.shape[1])
+    return unit(centres[products] + noise).astype(np.float32)
+
+
+def gallery_data(count, dim, queries, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = unit(rng.standard_normal((max(1, count // PHOTOS_PER_PRODUCT), dim), dtype=np.float32))
+    products = rng.integers(0, len(centres), count)
+    query_products = rng.integers(0, len(centres), queries)
+    return (product_photos(rng, centres, products), [f"p{p}" for p in products],
+            product_photos(rng, centres, query_products), [f"p{p}" for p in query_products],
+            product_photos(rng, centres, rng.integers(0, len(centres), 100)))
 
 
 def timed(call):
@@ -36,71 +60,154 @@ def timed(call):
     return time.perf_counter() - start, result
 
 
-def search_latency_ms(gallery, queries, batch):
-    """Mean milliseconds per query when searching `batch` queries per call."""
-    seconds, _ = timed(lambda: [gallery.search(queries[i:i + batch], K) for i in range(0, len(queries), batch)])
-    return 1000 * seconds / len(queries)
+def search_run(gallery, queries):
+    """Per-query latencies (ms) and hits, one query per call as a served request makes it."""
+    latencies, hits = [], []
+    for query in queries:
+        seconds, found = timed(lambda: gallery.search(query[None, :], K))
+        latencies.append(1000 * seconds)
+        hits.append(found[0])
+    return np.array(latencies), hits
 
 
-def bench_method(directory, method, args, vectors, extra, queries):
-    build_s, gallery = timed(lambda: _build(directory, method, args, vectors))
-    add_s, _ = timed(lambda: gallery.add(extra, [f"extra {i}" for i in range(len(extra))]))
-    batch1_ms = search_latency_ms(gallery, queries[:200], 1)
-    batch32_ms = search_latency_ms(gallery, queries, 32)
-    top_ids = [hits[0].id for hits in gallery.search(queries, K)]
-    doomed = np.random.default_rng(1).choice(len(vectors), 100, replace=False).tolist()
+def measure(gallery, vectors, labels, queries, extra):
+    """The common measurements of one open, empty gallery (faiss or milvus)."""
+    started = time.perf_counter()
+    ids = []
+    for start in range(0, len(vectors), CHUNK):
+        ids += gallery.add(vectors[start:start + CHUNK], labels[start:start + CHUNK])
+    add_s = time.perf_counter() - started
+    gallery.search(queries[:5], K)  # warm-up (Milvus loads segments, faiss touches pages)
+    latencies, hits = search_run(gallery, queries)
+    one_add_s, _ = timed(lambda: [gallery.add(row[None, :], ["extra"]) for row in extra])
+    doomed = np.random.default_rng(1).choice(ids, 1000, replace=False).tolist()
     remove_s, removed = timed(lambda: gallery.remove(ids=doomed))
-    assert removed == 100
+    assert removed == 1000, removed
+    row = {"add_vectors_per_s": len(vectors) / add_s, "add_one_ms": 1000 * one_add_s / len(extra),
+           "search_p50_ms": float(np.percentile(latencies, 50)), "search_p99_ms": float(np.percentile(latencies, 99)),
+           "remove_1000_ms": 1000 * remove_s}
+    return row, ids, hits
+
+
+def recall_at_k(hits, exact_top, id_map):
+    """Share of the exact top-K (as row numbers) found in each query's top-K."""
+    found = 0
+    for query_hits, exact in zip(hits, exact_top):
+        rows = {id_map.get(hit.id) for hit in query_hits}
+        found += len(rows & set(exact.tolist()))
+    return found / exact_top.size
+
+
+def top1_accuracy(hits, query_labels):
+    return float(np.mean([bool(h) and h[0].label == label for h, label in zip(hits, query_labels)]))
+
+
+def bench_faiss(directory, name, args, data, exact_top):
+    vectors, labels, queries, query_labels, extra = data
+    method = "IVF" if name.startswith("IVF") else name
+    gallery = create_gallery(directory, vectors.shape[1], method=method, metric="IP", **args)
+    row, ids, hits = measure(gallery, vectors, labels, queries, extra)
     save_s, _ = timed(gallery.save)
     gallery.close()
     open_s, reopened = timed(lambda: open_gallery(directory))
     reopened.close()
-    return top_ids, {"build_s": build_s, "add_1k_s": add_s, "search_batch1_ms_per_query": batch1_ms,
-                     "search_batch32_ms_per_query": batch32_ms, "remove_100_ms": 1000 * remove_s,
-                     "save_s": save_s, "open_s": open_s}
+    id_map = {gallery_id: row_number for row_number, gallery_id in enumerate(ids)}
+    return {"backend": f"faiss {name}", **args, **row, "recall_at_5": recall_at_k(hits, exact_top, id_map),
+            "top1_product_accuracy": top1_accuracy(hits, query_labels), "save_s": save_s, "open_s": open_s}
 
 
-def _build(directory, method, args, vectors):
-    gallery = create_gallery(directory, vectors.shape[1], method=method, metric="IP", **args)
-    gallery.add(vectors, [f"item {i}" for i in range(len(vectors))])
-    return gallery
+def bench_milvus(uri, index_type, index_params, search_params, data, exact_top):
+    vectors, labels, queries, query_labels, extra = data
+    settings = MilvusSettings(uri=uri, collection=f"bench_{index_type.lower()}_{os.getpid()}",
+                              index_type=index_type, index_params=index_params, search_params=search_params)
+    gallery = create_milvus_gallery(settings, vectors.shape[1], metric="IP", overwrite=True)
+    try:
+        row, ids, hits = measure(gallery, vectors, labels, queries, extra)
+        save_s, _ = timed(gallery.save)
+    finally:
+        gallery.drop()
+        gallery.close()
+    id_map = {gallery_id: row_number for row_number, gallery_id in enumerate(ids)}
+    return {"backend": f"milvus {index_type}", **index_params, **row,
+            "recall_at_5": recall_at_k(hits, exact_top, id_map),
+            "top1_product_accuracy": top1_accuracy(hits, query_labels), "save_s": save_s, "open_s": None}
+
+
+def exact_top_k(vectors, queries):
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    return index.search(queries, K)[1]
+
+
+COLUMNS = [("backend", "{}", "backend"), ("add_vectors_per_s", "{:,.0f}", "add vectors/s"),
+           ("add_one_ms", "{:.2f}", "add 1 ms"), ("search_p50_ms", "{:.2f}", "search p50 ms"),
+           ("search_p99_ms", "{:.2f}", "search p99 ms"), ("recall_at_5", "{:.3f}", "recall@5"),
+           ("top1_product_accuracy", "{:.3f}", "top-1 acc"), ("remove_1000_ms", "{:.0f}", "remove 1000 ms"),
+           ("save_s", "{:.2f}", "save s"), ("open_s", "{:.2f}", "open s")]
 
 
 def table(rows):
-    columns = [("method", "{}"), ("build_s", "{:.1f}"), ("add_1k_s", "{:.2f}"),
-               ("search_batch1_ms_per_query", "{:.3f}"), ("search_batch32_ms_per_query", "{:.3f}"),
-               ("remove_100_ms", "{:.1f}"), ("save_s", "{:.2f}"), ("open_s", "{:.2f}"), ("top1_accuracy", "{:.3f}")]
-    headers = ["method", "build s", "add 1k s", "search b1 ms/q", "search b32 ms/q", "remove 100 ms",
-               "save s", "open s", "top-1 acc"]
-    cells = [[fmt.format(row[key]) for key, fmt in columns] for row in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
-    lines = [" | ".join(h.ljust(w) for h, w in zip(headers, widths)), "-+-".join("-" * w for w in widths)]
-    lines += [" | ".join(c.ljust(w) for c, w in zip(cell, widths)) for cell in cells]
+    lines = ["| " + " | ".join(title for _key, _fmt, title in COLUMNS) + " |",
+             "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join("-" if row.get(key) is None else fmt.format(row[key])
+                                       for key, fmt, _title in COLUMNS) + " |")
     return "\n".join(lines)
+
+
+def milvus_server(scratch, uri):
+    """(uri, process or None): the given server, else a Milvus Lite standalone server started here."""
+    if uri:
+        return uri, None
+    from bench.soak import free_port
+    from tests.milvus_server import start_milvus_server
+
+    server, uri = start_milvus_server(Path(scratch) / "milvus", free_port(), Path(scratch) / "milvus.log")
+    return uri, server
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--dim", type=int, default=512)
-    parser.add_argument("--queries", type=int, default=320)
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--methods", default=",".join(FAISS_METHODS), help="faiss methods, comma-separated")
+    parser.add_argument("--faiss-threads", type=int, default=None, help="OpenMP threads for faiss (default: all)")
+    parser.add_argument("--milvus-uri", default=None, help="a running Milvus; default: start Milvus Lite's server")
+    parser.add_argument("--milvus-index", action="append", default=None,
+                        help="Milvus index type(s) to run (default: FLAT and IVF_FLAT); 'none' to skip Milvus")
     options = parser.parse_args(argv)
-    rng = np.random.default_rng(0)
-    vectors = unit_rows(rng, options.count, options.dim)
-    extra = unit_rows(rng, 1000, options.dim)
-    picked = rng.choice(options.count, options.queries, replace=False)
-    queries = vectors[picked] + 0.05 * unit_rows(rng, options.queries, options.dim)
-    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-
+    if options.faiss_threads:
+        faiss.omp_set_num_threads(options.faiss_threads)
+    data = gallery_data(options.count, options.dim, options.queries)
+    exact_top = exact_top_k(data[0], data[2])
     rows = []
     with tempfile.TemporaryDirectory(prefix="gallery_bench_") as scratch:
-        for method, args in METHODS.items():
-            top_ids, result = bench_method(Path(scratch) / method, method, args, vectors, extra, queries)
-            rows.append({"method": method, **args, **result, "top1_accuracy": float(np.mean(top_ids == picked))})
-            print(f"{method} done", flush=True)
+        for name in options.methods.split(","):
+            args = FAISS_METHODS[name]
+            if "nlist" in args and options.count < ivf_training_size(args["nlist"], args.get("pq_size")):
+                print(f"faiss {name}: skipped, {options.count} vectors are too few to train it", flush=True)
+                continue
+            rows.append(bench_faiss(Path(scratch) / name, name, args, data, exact_top))
+            print(table(rows[-1:]).splitlines()[-1], flush=True)
+        milvus_indexes = options.milvus_index or ["FLAT", "IVF_FLAT"]
+        if milvus_indexes != ["none"]:
+            uri, server = milvus_server(scratch, options.milvus_uri)
+            try:
+                for index_type in milvus_indexes:
+                    index_params, search_params = ({"nlist": 1024}, {"nprobe": 128}) if index_type == "IVF_FLAT" \
+                        else ({}, {})
+                    rows.append(bench_milvus(uri, index_type, index_params, search_params, data, exact_top))
+                    print(table(rows[-1:]).splitlines()[-1], flush=True)
+            finally:
+                if server is not None:
+                    from tests.milvus_server import stop_milvus_server
+                    stop_milvus_server(server)
     report = {"count": options.count, "dim": options.dim, "k": K, "metric": "IP", "queries": options.queries,
               "cpu_count": os.cpu_count(), "faiss_threads": faiss.omp_get_max_threads(),
               "faiss_version": faiss.__version__, "results": rows}
+    print(f"\n{options.count:,} x {options.dim} vectors, k={K}, {options.queries} queries, "
+          f"{os.cpu_count()} CPUs\n")
     print(table(rows))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")

@@ -12,7 +12,8 @@ from milvus_server import milvus_uri  # noqa: F401  (the fixture)
 
 from clas_system import Client
 from clas_system.gallery import (GalleryError, MilvusSettings, create_gallery, create_milvus_gallery,
-                                 migrate_gallery, open_gallery, open_milvus_gallery)
+                                 migrate_gallery, open_milvus_gallery)
+from clas_system.gallery.migrate import migrate_between
 
 REPO = Path(__file__).resolve().parents[1]
 DIM = 32
@@ -127,6 +128,22 @@ def test_migrate_faiss_to_milvus_and_back(milvus_uri, tmp_path):
                 migrate_gallery(source, middle)
 
 
+def test_migrate_between_refuses_and_cleans_up(milvus_uri, tmp_path):
+    with create_gallery(tmp_path / "g", DIM, method="Flat", fingerprint=FINGERPRINT) as source:
+        source.add(unit_vectors(50), [f"l{i}" for i in range(50)])
+    where = settings(milvus_uri)
+    report = migrate_between(tmp_path / "g", where, "milvus")
+    assert report["target_count"] == 50 and report["to"].startswith(f"milvus gallery {where.collection}")
+    report = migrate_between(tmp_path / "back", where, "faiss", index_method="Flat")
+    assert report["target_count"] == 50 and report["from"].startswith("milvus gallery")
+    with pytest.raises(GalleryError, match="already holds a gallery"):
+        migrate_between(tmp_path / "back", where, "faiss")
+    with pytest.raises(GalleryError, match="already holds a gallery"):
+        migrate_between(tmp_path / "g", where, "milvus")
+    with pytest.raises(GalleryError, match="choose faiss or milvus"):
+        migrate_between(tmp_path / "g", where, "redis")
+
+
 # --- rec_system served on Milvus ------------------------------------------------------------------
 
 LIST_ENTRIES = [(f"drink/{p.name}", p.stem) for p in sorted((SHARED_IMAGES / "drink").iterdir())]
@@ -156,3 +173,33 @@ def test_two_servers_on_one_milvus_see_each_others_changes(server_factory, milvu
     assert second.gallery("remove", labels=["街景"])["removed"] == 1
     assert first.recognize(image_path(COCO))[0][0]["rec_docs"] != "街景"
     assert first.gallery("save")["stats"]["count"] == len(LIST_ENTRIES)
+
+
+# --- settings -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("gallery, message", [
+    ({"index_backend": "milvus"}, "rec_system.gallery.milvus.uri: index_backend milvus needs the Milvus server's"),
+    ({"index_backend": "milvus", "milvus": {"uri": "http://h:19530", "collection": "9x"}},
+     "rec_system.gallery.milvus.collection: '9x'"),
+    ({"index_backend": "milvus", "milvus": {"uri": "http://h:19530"}, "pq_size": 8},
+     "rec_system.gallery.pq_size: a faiss setting"),
+    ({"index_backend": "milvus", "milvus": {"uri": "http://h:19530", "consistency_level": "strong"}},
+     "rec_system.gallery.milvus.consistency_level: 'strong' is not allowed"),
+    ({"index_backend": "milvus", "milvus": {"url": "http://h:19530"}},
+     "rec_system.gallery.milvus.url: unknown setting (did you mean 'uri'?)"),
+    ({"index_backend": "redis"}, "rec_system.gallery.index_backend: 'redis' is not allowed"),
+])
+def test_bad_milvus_settings_name_the_key(gallery, message):
+    from params import ParamsError
+    from params.recognition import load_recognition_settings
+    with pytest.raises(ParamsError) as err:
+        load_recognition_settings({"gallery": gallery})
+    assert message in str(err.value)
+
+
+def test_flat_init_args_choose_the_backend_and_keep_the_predictor_backend_apart():
+    from params.recognition import load_recognition_settings
+    settings = load_recognition_settings({}, {"index_backend": "milvus", "backend": "onnxruntime",
+                                              "milvus": {"uri": "http://h:19530", "collection": "products"}})
+    assert settings.gallery.index_backend == "milvus" and settings.gallery.milvus.collection == "products"
+    assert settings.feature.predictor.backend == "onnxruntime"

@@ -2,13 +2,20 @@
 
     report = migrate_gallery(open_gallery("gallery/"), create_milvus_gallery(settings, dim, metric, fp))
 
-Items keep their labels and docs; ids are the target's own (Milvus assigns them), so the
-report carries the old -> new id mapping's size and the checks, not the ids. The target must be
-new: migrating into a gallery that already holds items would mix two galleries.
+Items keep their labels and docs; ids are the target's own (Milvus assigns them). The report
+gives the counts and how many queries were checked. The target must be new: migrating into a
+gallery that already holds items would mix two galleries.
+
+    clas-gallery migrate --to milvus --index-dir /srv/gallery --milvus-uri http://127.0.0.1:19530
+    (migrate_between behind it; --to faiss goes the other way into a new --index-dir)
 """
+import shutil
+
 import numpy as np
 
 from .errors import GalleryError
+from .faiss_backend import create_gallery, holds_faiss_gallery, open_gallery
+from .milvus_backend import create_milvus_gallery, open_milvus_gallery
 
 CHECKED_QUERIES = 200
 # Scores computed by two engines differ in the last float32 bits; a top-1 whose label differs
@@ -64,3 +71,34 @@ def top1_mismatches(source, target, queries, depth=5):
             mismatches.append(f"query {i}: {before[0].label!r} ({best:.5f}) vs "
                               f"{after[0].label!r} ({after[0].score:.5f})")
     return mismatches
+
+
+def migrate_between(index_dir, milvus, to, index_method="HNSW32"):
+    """`clas-gallery migrate`: the faiss gallery in index_dir into a new Milvus collection
+    (to="milvus"), or a Milvus collection into a new faiss gallery in index_dir (to="faiss").
+    Same dim, metric and fingerprint; a target that fails the checks is removed again."""
+    if to not in ("faiss", "milvus"):
+        raise GalleryError(f"migrate to {to!r}: choose faiss or milvus")
+    if to == "faiss" and holds_faiss_gallery(index_dir):
+        raise GalleryError(f"{index_dir} already holds a gallery; migrate into a new --index-dir")
+    source = open_gallery(index_dir, read_only=True) if to == "milvus" else open_milvus_gallery(milvus)
+    with source:
+        config = source.config
+        if to == "milvus":
+            target = create_milvus_gallery(milvus, config.dim, config.metric, config.fingerprint)
+        else:
+            target = create_gallery(index_dir, config.dim, method=index_method, metric=config.metric,
+                                    fingerprint=config.fingerprint)
+        with target:
+            try:
+                return {"from": source.describe(), "to": target.describe(), **migrate_gallery(source, target)}
+            except BaseException:
+                _remove_target(target, index_dir)
+                raise
+
+
+def _remove_target(target, index_dir):
+    if target.backend == "milvus":
+        target.drop()
+    else:
+        shutil.rmtree(index_dir, ignore_errors=True)
