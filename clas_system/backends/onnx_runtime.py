@@ -9,12 +9,14 @@ from . import ModelError
 from ..models import cache_dir, file_sha256, write_atomically
 
 # Bump when the prepended nodes change, so cached models made by an older version are rebuilt.
-IMAGE_INPUT_VERSION = 1
+IMAGE_INPUT_VERSION = 2
 
 
 def prepend_image_input(model, image_input):
-    """The ONNX model with its first input replaced by uint8 [N, H, W, 3] images, cast and
-    normalised in float32 as (x * scale - mean) / std, then transposed to NCHW if asked."""
+    """The ONNX model with its first input replaced by uint8 [N, H, W, 3] images: transposed to
+    NCHW while still uint8 (if the model wants NCHW), cast, then x * (scale / std) - mean / std
+    in two nodes. That differs from PaddleClas's (x * scale - mean) / std in the last bit only,
+    and costs a fifth of the four-node spelling."""
     from onnx import TensorProto, helper, numpy_helper
 
     graph = model.graph
@@ -28,18 +30,21 @@ def prepend_image_input(model, image_input):
     for node in graph.node:
         node.input[:] = [normalised if i == name else i for i in node.input]
     nhwc = [dims[0], dims[2], dims[3], dims[1]] if image_input.channel_first else dims
-    shape = [d.dim_param if d.dim_param else (d.dim_value or None) for d in nhwc]
-    new_input = helper.make_tensor_value_info(name, TensorProto.UINT8, shape)
-    constants = [numpy_helper.from_array(np.array(values, np.float32).reshape(1, 1, 1, -1), f"{name}__{label}")
-                 for label, values in (("scale", [image_input.scale]), ("mean", image_input.mean),
-                                       ("std", image_input.std))]
-    divided = f"{name}__divided" if image_input.channel_first else normalised
-    nodes = [helper.make_node("Cast", [name], [f"{name}__float"], to=TensorProto.FLOAT),
-             helper.make_node("Mul", [f"{name}__float", f"{name}__scale"], [f"{name}__scaled"]),
-             helper.make_node("Sub", [f"{name}__scaled", f"{name}__mean"], [f"{name}__centred"]),
-             helper.make_node("Div", [f"{name}__centred", f"{name}__std"], [divided])]
+    new_input = helper.make_tensor_value_info(name, TensorProto.UINT8,
+                                              [d.dim_param if d.dim_param else (d.dim_value or None) for d in nhwc])
+    channel_shape = (1, 3, 1, 1) if image_input.channel_first else (1, 1, 1, 3)
+    mean = np.array(image_input.mean, np.float32).reshape(channel_shape)
+    std = np.array(image_input.std, np.float32).reshape(channel_shape)
+    constants = [numpy_helper.from_array((np.float32(image_input.scale) / std).astype(np.float32), f"{name}__gain"),
+                 numpy_helper.from_array((-mean / std).astype(np.float32), f"{name}__offset")]
+    nodes = []
+    pixels = name
     if image_input.channel_first:
-        nodes.append(helper.make_node("Transpose", [divided], [normalised], perm=[0, 3, 1, 2]))
+        nodes.append(helper.make_node("Transpose", [name], [f"{name}__nchw"], perm=[0, 3, 1, 2]))
+        pixels = f"{name}__nchw"
+    nodes += [helper.make_node("Cast", [pixels], [f"{name}__float"], to=TensorProto.FLOAT),
+              helper.make_node("Mul", [f"{name}__float", f"{name}__gain"], [f"{name}__scaled"]),
+              helper.make_node("Add", [f"{name}__scaled", f"{name}__offset"], [normalised])]
     inputs = [new_input if i.name == name else i for i in graph.input]
     del graph.input[:]
     graph.input.extend(inputs)
