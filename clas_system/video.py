@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from .client import Client, ClientError
+from .visualize import draw_result
 from .client_cli import (InputError, ServerUnusable, error_text, is_fatal, ordered_bounded_map, positive_int,
                          unit_interval)
 
@@ -128,8 +129,6 @@ class AnnotatedVideo:
         self.writer = None
 
     def write(self, frame):
-        from .visualize import draw_result
-
         picture = frame.rgb if frame.result is None else draw_result(frame.rgb, frame.result)
         bgr = cv2.cvtColor(np.asarray(picture), cv2.COLOR_RGB2BGR)
         if self.writer is None:
@@ -154,10 +153,14 @@ def process_video(client, source, task="classify", every=1, batch_size=8, worker
     for name, value in (("every", every), ("batch_size", batch_size), ("workers", workers)):
         if not isinstance(value, int) or value < 1:
             raise VideoError(f"{name}: expected a whole number of at least 1, got {value!r}")
-    capture = open_capture(source)
     module = module or TASK_MODULES[task]
     fields = request_fields(task, top_k, threshold)
-    annotated = AnnotatedVideo(save_video, source_fps(capture) / every) if save_video else None
+    capture = open_capture(source)
+    try:
+        annotated = AnnotatedVideo(save_video, source_fps(capture) / every) if save_video else None
+    except VideoError:
+        capture.release()
+        raise
     done = failed = 0
     try:
         batches = batched(read_frames(capture, every, max_frames), batch_size)

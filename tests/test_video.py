@@ -12,7 +12,7 @@ from conftest import REPO, image_path
 
 from clas_system import Client, client_cli
 from clas_system.client_cli import EXIT_OK, EXIT_USAGE
-from clas_system.video import frame_record, process_video
+from clas_system.video import VideoError, frame_record, process_video
 
 FRAME_SIZE = (352, 96)  # width, height
 UPRIGHT, UPSIDE_DOWN = "textline/textline_orientation_test_0_0.png", "textline/textline_orientation_test_1_0.png"
@@ -91,3 +91,13 @@ def test_video_example(clas_server, clip, tmp_path):
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert [line.get("frame") for line in lines[:-1]] == [0, 10] and lines[-1] == {"frames": 2, "failed": 0}
     assert (tmp_path / "out.avi").stat().st_size > 0
+
+
+def test_bad_arguments_are_named(clip, tmp_path):
+    client = Client("http://127.0.0.1:9")
+    with pytest.raises(VideoError, match=r"out\.gif: the annotated video must end in \.mp4, \.avi, \.mkv"):
+        process_video(client, str(clip), save_video=str(tmp_path / "out.gif"))
+    with pytest.raises(VideoError, match="every: expected a whole number of at least 1, got 0"):
+        process_video(client, str(clip), every=0)
+    with pytest.raises(VideoError, match="task: 'segment' is not one of classify, detect, recognize"):
+        process_video(client, str(clip), task="segment")
