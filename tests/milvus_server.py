@@ -1,6 +1,6 @@
 """A standalone Milvus Lite server for tests and CI, started as a real Milvus server runs.
 
-    python tests/milvus_server.py --data-dir /tmp/milvus --port 19530   # serves until killed
+    python tests/milvus_server.py --data-dir /tmp/milvus --port 0   # prints its URI, serves until killed
 
 Milvus Lite locks its data file to one process, but `milvus-lite` also runs as a standalone
 server speaking Milvus's gRPC protocol; every rec_system worker and server then connects to
@@ -10,6 +10,7 @@ named by $CLAS_MILVUS_URI when set (CI starts one), else one started here for th
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +19,12 @@ from pathlib import Path
 import pytest
 
 READY_TIMEOUT_S = 60
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def start_milvus_server(data_dir, port, log_path):
@@ -67,8 +74,6 @@ def milvus_uri(tmp_path_factory):
         return
     pytest.importorskip("pymilvus", reason="the milvus backend's extra is not installed: pip install '.[milvus]'")
     pytest.importorskip("milvus_lite", reason="the milvus backend's extra is not installed: pip install '.[milvus]'")
-    from bench.soak import free_port
-
     folder = tmp_path_factory.mktemp("milvus")
     proc, uri = start_milvus_server(folder / "data", free_port(), folder / "server.log")
     yield uri
@@ -78,19 +83,20 @@ def milvus_uri(tmp_path_factory):
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Run a standalone Milvus Lite server until killed.")
     parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--port", type=int, default=19530)
+    parser.add_argument("--port", type=int, default=19530, help="0: a free one")
     parser.add_argument("--log", default=None, help="server log file (default: <data-dir>.log)")
     options = parser.parse_args(argv)
-    proc, uri = start_milvus_server(options.data_dir, options.port, options.log or f"{options.data_dir}.log")
-    print(uri, flush=True)
+    port = options.port or free_port()
+    proc, uri = start_milvus_server(options.data_dir, port, options.log or f"{options.data_dir}.log")
+    print(uri, flush=True)  # once it answers: scripts wait for this line
 
-    def stop(_signum, _frame):
-        stop_milvus_server(proc)
-        sys.exit(0)
+    def forward(signum, _frame):
+        # only signal here: waiting would deadlock with the proc.wait() this interrupts
+        os.killpg(proc.pid, signum)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    sys.exit(proc.wait())
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    proc.wait()
 
 
 if __name__ == "__main__":
