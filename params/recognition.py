@@ -116,8 +116,7 @@ GENERAL_GLOBAL_KEYS = {
     "ir_optim": ("predictor", "ir_optim"),
 }
 # Read by PaddleClas's offline scripts only (image list, benchmark log, result pictures).
-GENERAL_OFFLINE_KEYS = ("infer_imgs", "image_shape", "enable_benchmark", "enable_profile", "output_dir",
-                        "save_visual")
+GENERAL_OFFLINE_KEYS = ("infer_imgs", "image_shape", "enable_benchmark", "enable_profile", "output_dir")
 GENERAL_INDEX_KEYS = {
     "index_method": ("gallery", "index_method"),
     "image_root": ("gallery", "image_root"),
