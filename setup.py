@@ -10,6 +10,7 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["clas_system", "clas_system.*", "params", "params.*"]),
     include_package_data=True,
+    package_data={"clas_system.webui": ["static/*"]},
     install_requires=[
         "paddlepaddle>=3.0",
         "paddlehub==2.4.0",
@@ -37,11 +38,11 @@ setup(
     ],
     extras_require={
         "gpu": ["paddlepaddle-gpu>=3.0"],
-        "test": ["pytest"],
+        "test": ["pytest", "playwright"],
     },
     entry_points={
         "console_scripts": [
-            "clas-client=clas_system.client:main",
+            "clas-client=clas_system.client_cli:main",
             "clas-gallery=clas_system.gallery_cli:main",
         ]
     },

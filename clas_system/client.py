@@ -12,10 +12,6 @@ Idempotent calls (classify, detect, recognize, gallery search and stats) are ret
 backoff on `ServerUnreachable`, `OverloadedError` and `UnavailableError`; gallery add and
 remove never are, since a lost answer may hide a change that was made.
 """
-import argparse
-import json
-import os
-import sys
 import time
 
 import requests
@@ -166,50 +162,3 @@ class Client:
         if ids is not None:
             payload["ids"] = list(ids)
         return self.call(module, payload, idempotent=action in ("search", "stats"))
-
-
-def expand_paths(paths):
-    """Files as given, folders expanded (sorted) to the image files inside them."""
-    out = []
-    for path in paths:
-        if os.path.isdir(path):
-            for root, _dirs, files in sorted(os.walk(path)):
-                out.extend(os.path.join(root, f) for f in sorted(files) if f.lower().endswith(IMAGE_SUFFIXES))
-        else:
-            out.append(path)
-    return out
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="clas-client", description="Classify images with a running clas_system.")
-    parser.add_argument("paths", nargs="+", help="image files or folders")
-    parser.add_argument("--url", default="http://127.0.0.1:8866")
-    parser.add_argument("--module", default="clas_system")
-    parser.add_argument("--top-k", type=int, default=None)
-    parser.add_argument("--images-per-request", type=int, default=16)
-    parser.add_argument("--token", default=os.environ.get("CLAS_API_TOKEN"))
-    parser.add_argument("--timeout", type=float, default=60.0)
-    args = parser.parse_args(argv)
-
-    from tqdm import tqdm
-
-    paths = expand_paths(args.paths)
-    client = Client(args.url, timeout=args.timeout, images_per_request=args.images_per_request, token=args.token)
-    failed = 0
-    with tqdm(total=len(paths), unit="img", file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
-        for start in range(0, len(paths), args.images_per_request):
-            chunk = paths[start:start + args.images_per_request]
-            try:
-                results = client.classify(chunk, top_k=args.top_k, module=args.module)
-            except (ClientError, OSError) as err:
-                failed += len(chunk)
-                print(json.dumps({"files": chunk, "error": str(err)}, ensure_ascii=False), flush=True)
-            else:
-                for path, result in zip(chunk, results):
-                    print(json.dumps({"file": path, **result}, ensure_ascii=False), flush=True)
-            bar.update(len(chunk))
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

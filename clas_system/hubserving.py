@@ -20,6 +20,7 @@ import logging
 import signal
 import sys
 
+from . import webui
 from .http_app import HttpLimits, ServingApp, current_authorization, own_method  # noqa: F401 (modules import it from here)
 
 __all__ = ["current_authorization", "install_concurrent_runners"]
@@ -96,7 +97,7 @@ def serve_one_process(flask_app, host, port):
     import uvicorn
 
     limits, graceful = _installed["limits"], _installed["graceful_stop_s"]
-    app = ServingApp(flask_app, module_infos(), limits)
+    app = ServingApp(webui.register(flask_app), module_infos(), limits)
     log.warning("serving on %s:%s: %d request threads, %d more may wait up to %.0f ms",
                 host, port, limits.request_threads, limits.max_waiting_requests, limits.max_wait_s * 1000)
     config = uvicorn.Config(app, host=host, port=int(port), log_level="warning", **uvicorn_options(graceful))
@@ -139,7 +140,7 @@ def install_concurrent_runners(serving):
     class ServingStandaloneApplication(_installed["original_app"]):
         def load_config(self):
             super().load_config()
-            self.application = ServingApp(self.application, module_infos(), _installed["limits"])
+            self.application = ServingApp(webui.register(self.application), module_infos(), _installed["limits"])
             freeze_startup_objects()
             self.cfg.set("worker_class", "clas_system.hubserving.ServingWorker")
             self.cfg.set("graceful_timeout", int(_installed["graceful_stop_s"]) + 2)
