@@ -18,7 +18,6 @@ import requests
 
 from .codec import b64encode_image
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 class ClientError(Exception):
