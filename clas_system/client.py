@@ -19,7 +19,6 @@ import requests
 from .codec import b64encode_image
 
 
-
 class ClientError(Exception):
     """Anything a Client call raises."""
 
