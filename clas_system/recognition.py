@@ -115,8 +115,8 @@ class Recognizer:
     settings: object  # params.recognition.RecognitionSettings
     features: object  # FeatureExtractor
     embed: Callable  # list of tensors -> embeddings, merged across requests (DynamicBatcher)
-    detector: Optional[object]  # Detector, or None: the whole image is the only region
-    detect: Optional[Callable]  # list of DetectorInputs -> box arrays (DynamicBatcher)
+    detector: Optional[object]  # Detector or SaliencyDetector; None: the whole image is the only region
+    detect: Optional[Callable]  # list of detector inputs -> box arrays (DynamicBatcher)
     gallery: object  # gallery.Gallery, live: changes apply to the next search
     owner_pid: int  # the process that opened the gallery
 
