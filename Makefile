@@ -5,8 +5,11 @@ HUB := $(VENV)/bin/hub
 PORT ?= 8866
 MODULE ?= clas_system
 HUB_MODULES := $(wildcard hubmodules/*)
+# Debian packages the tests and the bench use: a load generator, a browser for the page
+# tests, a font with Chinese glyphs for result pictures.
+SYSTEM_PACKAGES := wrk chromium fonts-wqy-microhei
 
-.PHONY: install hub-install serve test bench clean
+.PHONY: install hub-install serve test bench system-packages clean
 
 install: $(VENV)/.installed
 
@@ -14,7 +17,15 @@ $(VENV)/.installed: setup.py constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	$(PY) -m clas_system.models prepare
+	$(PY) -m bench.paddleclas_reference install
 	touch $@
+
+system-packages:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
+	  else echo "not root: install these Debian packages for the full suite: $$missing"; fi; \
+	fi
 
 hub-install: install
 	for m in $(HUB_MODULES); do $(HUB) install $$m || exit 1; done
@@ -22,11 +33,11 @@ hub-install: install
 serve: hub-install
 	$(HUB) serving start -m $(MODULE) -p $(PORT)
 
-test: install
+test: install system-packages
 	$(PY) -m pytest -q tests
 
-bench: install
-	$(PY) -m bench.run
+bench: install system-packages
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) *.egg-info
+	rm -rf $(VENV) .venv-paddleclas *.egg-info
