@@ -19,6 +19,8 @@ import gc
 import logging
 import signal
 import sys
+import threading
+import time
 
 from . import webui
 from .http_app import HttpLimits, ServingApp, current_authorization, own_method  # noqa: F401 (modules import it from here)
@@ -31,15 +33,37 @@ _installed = {}
 
 
 M_ARENA_MAX = -8  # glibc mallopt parameter
+TRIM_EVERY_S = 10.0
+
+
+def glibc():
+    name = ctypes.util.find_library("c")
+    return ctypes.CDLL(name) if name and "libc" in name else None
 
 
 def limit_malloc_arenas(count=2):
     """glibc gives each thread that allocates its own malloc arena, up to 8 per core; capping
     them (what MALLOC_ARENA_MAX=2 does, set from inside since `hub serving start` is the
     user's) keeps fragmentation across request threads bounded."""
-    name = ctypes.util.find_library("c")
-    if name and "libc" in name:
-        ctypes.CDLL(name).mallopt(M_ARENA_MAX, count)
+    libc = glibc()
+    if libc is not None:
+        libc.mallopt(M_ARENA_MAX, count)
+
+
+def return_freed_memory_every(seconds):
+    """A daemon thread handing memory that glibc keeps after free() back to the system
+    (malloc_trim). Bodies and images of every size are allocated in one thread and freed in
+    another; without it RSS crept up by about 1 MB a minute under a mixed soak."""
+    libc = glibc()
+    if libc is None:
+        return
+
+    def trim_forever():
+        while True:
+            time.sleep(seconds)
+            libc.malloc_trim(0)
+
+    threading.Thread(target=trim_forever, name="malloc-trim", daemon=True).start()
 
 
 def http_limits(serving):
@@ -103,6 +127,7 @@ def serve_one_process(flask_app, host, port):
     config = uvicorn.Config(app, host=host, port=int(port), log_level="warning", **uvicorn_options(graceful))
     freeze_startup_objects()
     keep_stop_signals_handled()
+    return_freed_memory_every(TRIM_EVERY_S)
     try:
         app.start()
     except Exception as err:  # noqa: BLE001 - any failure to load stops the start, with its reason
@@ -168,6 +193,7 @@ def _serving_worker_class():
 
         def init_process(self):
             limit_malloc_arenas()
+            return_freed_memory_every(TRIM_EVERY_S)
             super().init_process()
 
         def init_signals(self):
