@@ -36,7 +36,13 @@ PARAMS = {
     "serving": {
         "batch_size": 8,
         "batch_wait_ms": 5.0,
-        "request_threads": 64,
+        # requests worked on at once, and how many more may wait (past that, or after
+        # max_wait_ms of waiting, the answer is "overloaded", HTTP 503); SIGTERM lets requests in
+        # flight finish for up to graceful_stop_s
+        "request_threads": 16,
+        "max_waiting_requests": 64,
+        "max_wait_ms": 2000.0,
+        "graceful_stop_s": 10.0,
         "host": "0.0.0.0",
         "api_token": None,
         "max_images_per_request": 64,
