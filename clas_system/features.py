@@ -18,6 +18,8 @@ import numpy as np
 
 from .batching import DynamicBatcher
 from .codec import decode_image
+from .forked import run_in_child
+from .model_checks import declared_shapes
 from .predictor import ImageModel, ModelError, build_image_model, paddle_model_files
 from .preprocess import build_preprocess, decode_settings
 
@@ -62,7 +64,14 @@ class FeatureExtractor:
 
     @functools.cached_property
     def dim(self):
-        """Values in one embedding (bits, when binarized). Runs the model once."""
+        """Values in one embedding (bits, when binarized): the model's declared output size, or,
+        when the file leaves it open, one probe run in a forked child (see clas_system.forked)."""
+        _, output_dims = declared_shapes(self.settings.model_path)
+        if output_dims and len(output_dims) > 1 and all(d is not None for d in output_dims[1:]):
+            return int(np.prod(output_dims[1:]))
+        return run_in_child(self._probe_dim)
+
+    def _probe_dim(self):
         probe = np.zeros((1,) + self.input_shape, np.float32)
         try:
             raw = self.predictor.run({self.predictor.input_names[0]: probe})[0]

@@ -24,7 +24,8 @@ from params.schema import ParamsError
 
 from .codec import ImageError
 from .features import build_feature_extractor
-from .gallery import GalleryError, create_gallery, open_gallery
+from .gallery import GalleryError, MilvusSettings, create_gallery, open_gallery
+from .gallery.migrate import migrate_between
 from .predictor import ModelError
 from .preprocess import PreprocessError
 from .gallery_startup import build_gallery, holds_gallery
@@ -125,6 +126,13 @@ def stats(args):
         return gallery.stats()
 
 
+def migrate(args):
+    """A gallery between faiss (an index dir) and Milvus, checked by counts and top-1 answers."""
+    milvus = MilvusSettings(uri=args.milvus_uri, collection=args.collection, token=args.token,
+                            index_type=args.milvus_index_type)
+    return migrate_between(args.index_dir, milvus, args.to, index_method=args.index_method)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="clas-gallery", description="Build or inspect a rec_system gallery.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -156,6 +164,18 @@ def main(argv=None):
     export_parser.add_argument("--delimiter", default=None, type=escaped_text,
                                help="between id and label in id_map's lines (default: '\\t', a tab)")
     export_parser.set_defaults(run=export_index)
+    migrate_parser = commands.add_parser("migrate", help="copy a gallery between faiss and Milvus, then check it")
+    migrate_parser.add_argument("--to", required=True, choices=("milvus", "faiss"))
+    migrate_parser.add_argument("--index-dir", required=True,
+                                help="the faiss gallery: the source with --to milvus, a new folder with --to faiss")
+    migrate_parser.add_argument("--milvus-uri", required=True, help="e.g. http://127.0.0.1:19530")
+    migrate_parser.add_argument("--collection", default="rec_system_gallery",
+                                help="the source with --to faiss, a new collection with --to milvus")
+    migrate_parser.add_argument("--token", default=None, help="Milvus 'user:password' or API key")
+    migrate_parser.add_argument("--milvus-index-type", default="FLAT", help="index of a new collection")
+    migrate_parser.add_argument("--index-method", default="HNSW32", choices=("Flat", "HNSW32", "IVF"),
+                                help="index of a new faiss gallery")
+    migrate_parser.set_defaults(run=migrate)
     stats_parser = commands.add_parser("stats", help="what a gallery holds (opened read-only)")
     stats_parser.add_argument("--index-dir", required=True)
     stats_parser.set_defaults(run=stats)

@@ -16,6 +16,7 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
+from .forked import run_in_child
 from .gallery import (GalleryError, create_gallery, create_milvus_gallery, holds_faiss_gallery, open_gallery,
                       open_milvus_gallery, read_gallery_list)
 from .gallery.milvus_backend import holds_milvus_gallery
@@ -129,6 +130,10 @@ def startup_lock(settings):
         os.close(fd)
 
 
+def build_and_close(settings, extractor):
+    build_gallery(settings, extractor).close()
+
+
 def open_or_build_gallery(settings, extractor):
     """Open the gallery (refusing a corrupt one or one made with other features); else build it
     from data_file; else create it empty. Logs what it opened."""
@@ -139,7 +144,8 @@ def open_or_build_gallery(settings, extractor):
                             settings.data_file)
             gallery = open_existing_gallery(settings, extractor)
         elif settings.data_file is not None:
-            gallery = build_gallery(settings, extractor)
+            run_in_child(build_and_close, settings, extractor)  # embedding runs the model: not here
+            gallery = open_existing_gallery(settings, extractor)
         else:
             gallery = _create_or_open(settings, extractor)
     log.info("gallery: %s, %d items", gallery.describe(), gallery.count())

@@ -16,7 +16,6 @@ det_threshold and max_det_results (checked and bounded; the settings give the de
 import dataclasses
 import logging
 import math
-import os
 import time
 from typing import Callable, Optional
 
@@ -118,7 +117,6 @@ class Recognizer:
     detector: Optional[object]  # Detector or SaliencyDetector; None: the whole image is the only region
     detect: Optional[Callable]  # list of detector inputs -> box arrays (DynamicBatcher)
     gallery: object  # gallery.Gallery, live: changes apply to the next search
-    owner_pid: int  # the process that opened the gallery
 
     def decode_all(self, images):
         """Encoded images -> full-size RGB arrays; every bad image reported by index."""
@@ -213,17 +211,10 @@ def build_recognizer(settings):
         raise GalleryError(f"{err}. {rebuild_advice(settings)}") from err
     return Recognizer(settings=settings, features=extractor, embed=build_feature_batcher(extractor),
                       detector=detector, detect=build_detector_batcher(detector) if detector else None,
-                      gallery=gallery, owner_pid=os.getpid())
+                      gallery=gallery)
 
 
 # ---- requests --------------------------------------------------------------------------------
-
-def check_process(recognizer):
-    if os.getpid() != recognizer.owner_pid:
-        raise RequestError("rec_system runs in one process only (its gallery is live state, opened before "
-                           "gunicorn forked this worker); start it with `hub serving start -m rec_system`, "
-                           "which already serves requests concurrently, not with --use_multiprocess")
-
 
 def string_list(request, name, count, allow_none=False):
     """A list of `count` non-empty strings (None items too with allow_none), one per image."""
@@ -329,7 +320,6 @@ def recognition_request(recognizer, request, authorization=None):
     """
     started = time.perf_counter()
     check_token(recognizer.settings.serving, authorization)
-    check_process(recognizer)
     if "gallery" in request:
         response = gallery_request(recognizer, request)
     else:

@@ -188,15 +188,6 @@ def test_gallery_cli_builds_what_rec_system_opens(tmp_path, gallery_list, capsys
     assert "spaced.txt, line 1: expected two non-empty fields" in capsys.readouterr().err
 
 
-def test_rec_system_refuses_to_serve_from_forked_workers(server_factory, tmp_path):
-    server = server_factory(modules={"rec_system": {"index_dir": str(tmp_path / "gallery"), "cpu_threads": 1,
-                                                    **LIGHT}},
-                            use_multiprocess=True, workers=1)
-    with pytest.raises(ServerError, match="hub serving start -m rec_system"):
-        Client(server.url).gallery("stats")
-    server.stop()
-
-
 @pytest.mark.parametrize("params, message", [
     ({"feature": {"preset": "resnet"}}, "rec_system.feature.preset: 'resnet' is not allowed"),
     ({"gallery": {"dist_type": "hamming"}}, "rec_system.gallery.dist_type: hamming compares bits"),

@@ -5,7 +5,7 @@ Glue only; the engine lives in `clas_system.detection`, the settings in params.p
 """
 from paddlehub.module.module import moduleinfo, serving
 
-from clas_system.codec import decode_image, read_image_bytes
+from clas_system.codec import blank_image, decode_image, read_image_bytes
 from clas_system.detection import build_batcher, build_detector, detect_request
 from clas_system.hubserving import current_authorization, install_concurrent_runners
 from params.detector import load_detector_settings
@@ -33,6 +33,14 @@ class DetSystem:
         arrays = [decode_image(read_image_bytes(image), f"images[{i}]") for i, image in enumerate(images)]
         return self.detector.detect_images(arrays, threshold, max_det_results)
 
+    def serve_request(self, request):
+        """What `POST /predict/det_system` runs (our HTTP front calls it with the JSON object)."""
+        return detect_request(self.detector, self.batcher, request, current_authorization())
+
+    def warm_up(self):
+        """Load the model in this process (each gunicorn worker) before it serves."""
+        self.detector.detect_images([decode_image(blank_image())])
+
     @serving
     def serving_method(self, **request):
-        return detect_request(self.detector, self.batcher, request, current_authorization())
+        return self.serve_request(request)

@@ -1,11 +1,11 @@
 """rec_system: PP-ShiTu image recognition behind `hub serving start -m rec_system`.
 
-Glue only; the engine lives in `clas_system.recognition`, the settings in params.py. One
-process only: the gallery is live state (see clas_system.recognition.check_process).
+Glue only; the engine lives in `clas_system.recognition`, the settings in params.py. Works
+under --use_multiprocess: the workers share the gallery (see clas_system.gallery).
 """
 from paddlehub.module.module import moduleinfo, serving
 
-from clas_system.codec import read_image_bytes
+from clas_system.codec import blank_image, read_image_bytes
 from clas_system.hubserving import current_authorization, install_concurrent_runners
 from clas_system.recognition import build_recognizer, recognition_request
 from params.recognition import load_recognition_settings
@@ -31,6 +31,22 @@ class RecSystem:
         """Python API: image paths, bytes, numpy arrays (RGB) or PIL images -> recognised regions per image."""
         return self.recognizer.recognize([read_image_bytes(image) for image in images])
 
+    def serve_request(self, request):
+        """What `POST /predict/rec_system` runs (our HTTP front calls it with the JSON object)."""
+        return recognition_request(self.recognizer, request, current_authorization())
+
+    def warm_up(self):
+        """Load the models in this process (each gunicorn worker) before it serves."""
+        self.recognizer.recognize([blank_image()])
+
+    def readiness(self):
+        gallery = self.recognizer.gallery
+        return {"ready": True, "gallery": gallery.describe(), "items": gallery.count()}
+
+    def close(self):
+        """On a graceful stop: the gallery closes its log."""
+        self.recognizer.gallery.close()
+
     @serving
     def serving_method(self, **request):
-        return recognition_request(self.recognizer, request, current_authorization())
+        return self.serve_request(request)
