@@ -111,7 +111,7 @@ def test_server_error_is_typed_and_server_keeps_serving(pulc_server):
 
 
 def test_client_cli_classifies_a_folder(pulc_server):
-    done = subprocess.run([sys.executable, "-m", "clas_system.client", image_path("orientation"),
+    done = subprocess.run([sys.executable, "-m", "clas_system.client_cli", "classify", image_path("orientation"),
                            "--url", pulc_server.url], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
