@@ -97,10 +97,12 @@ def wait_ready(server, timeout=120):
         if server.proc.poll() is not None:
             pytest.fail(f"hub serving exited with {server.proc.returncode}:\n{server.log()[-4000:]}")
         try:
-            requests.get(server.url, timeout=2)
-            return server
-        except requests.ConnectionError:
-            time.sleep(0.3)
+            # /ready is ours; PaddleHub's own runner (request_threads 0) answers it 404
+            if requests.get(f"{server.url}/ready", timeout=5).status_code != 503:
+                return server
+        except requests.RequestException:  # not listening yet, or workers still loading models
+            pass
+        time.sleep(0.3)
     server.stop()
     pytest.fail(f"hub serving did not answer within {timeout}s:\n{server.log()[-4000:]}")
 
