@@ -128,8 +128,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=60)
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--backend", default="onnxruntime",
-                        help="predictor backend (OpenVINO aborts in forked workers once the master ran it)")
+    parser.add_argument("--backend", default="auto", help="predictor backend")
     parser.add_argument("--milvus-uri", default=None, help="a running Milvus; default: start Milvus Lite's server")
     options = parser.parse_args(argv)
     cpus = os.cpu_count()

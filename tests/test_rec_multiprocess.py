@@ -23,10 +23,8 @@ KILLS = 3
 
 
 def rec_modules(index_dir):
-    # ONNX Runtime, not the auto choice OpenVINO: the feature model runs once in the master (its
-    # dim and fingerprint), and OpenVINO's runtime aborts in gunicorn's forked workers after that.
-    return {"rec_system": {"index_dir": str(index_dir), "index_method": "Flat", "cpu_threads": 1,
-                           "backend": "onnxruntime"}}
+    # the default backend (OpenVINO): start-up runs no model in the master, so the workers' own work
+    return {"rec_system": {"index_dir": str(index_dir), "index_method": "Flat", "cpu_threads": 1}}
 
 
 def seen_by_next_requests(client, label, count=REQUESTS):
