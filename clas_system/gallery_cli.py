@@ -13,9 +13,7 @@ init_args, values as JSON), so the built gallery opens under `hub serving start 
 import argparse
 import codecs
 import json
-import os
 import runpy
-import shutil
 import sys
 from pathlib import Path
 
@@ -28,7 +26,7 @@ from .gallery import GalleryError, MilvusSettings, create_gallery, open_gallery
 from .gallery.migrate import migrate_between
 from .predictor import ModelError
 from .preprocess import PreprocessError
-from .gallery_startup import build_gallery, holds_gallery
+from .gallery_startup import build_gallery, holds_gallery, staged_folder
 from .paddleclas_index import import_into_gallery, read_paddleclas_index, write_paddleclas_index
 
 
@@ -100,18 +98,11 @@ def import_index(args):
     index = read_paddleclas_index(args.paddleclas_index)
     extractor = build_feature_extractor(settings.feature)
     check_index_fits(index, args.paddleclas_index, extractor)
-    staging = index_dir.with_name(f".{index_dir.name}.importing-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
+    with staged_folder(index_dir) as staging:
         with create_gallery(staging, extractor.dim, method=index.method, metric=index.metric,
                             fingerprint=extractor.fingerprint, nlist=index.nlist or settings.gallery.nlist) as gallery:
             import_into_gallery(index, gallery, args.delimiter or "\t")
             gallery.save()
-        if index_dir.exists():
-            index_dir.rmdir()
-        staging.rename(index_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     with open_gallery(index_dir, read_only=True) as gallery:
         return gallery.stats()
 

@@ -80,18 +80,28 @@ def build_gallery(settings, extractor):
     index_dir = Path(settings.index_dir)
     if index_dir.exists() and any(index_dir.iterdir()):
         raise GalleryError(f"{index_dir}: not empty, and holds no gallery; empty it or choose another index_dir")
-    staging = index_dir.with_name(f".{index_dir.name}.building-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
+    with staged_folder(index_dir) as staging:
         with new_gallery(settings, extractor, directory=staging) as gallery:
             fill_from_list(gallery, entries, extractor)
             gallery.save()
+    return open_gallery(index_dir, expected_fingerprint=extractor.fingerprint)
+
+
+@contextmanager
+def staged_folder(index_dir):
+    """A sibling folder to write a new gallery in, renamed to index_dir (empty or absent) when
+    the block completes and removed when it fails: a write cut short leaves no half-filled
+    gallery that a later start would take for the real one."""
+    index_dir = Path(index_dir)
+    staging = index_dir.with_name(f".{index_dir.name}.staging-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        yield staging
         if index_dir.exists():
             index_dir.rmdir()
         staging.rename(index_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return open_gallery(index_dir, expected_fingerprint=extractor.fingerprint)
 
 
 def _build_milvus_gallery(settings, extractor, entries):

@@ -4,7 +4,8 @@ import os
 from typing import Any, Optional, Tuple
 
 
-from .common import PredictorParams, ServingParams, merge, read_yaml_mapping, resolve_path, split_overrides
+from .common import (PREDICTOR_GLOBAL_KEYS, PredictorParams, ServingParams, merge, read_yaml_mapping,
+                     resolve_path, split_overrides)
 from .ops import MultiLabelThreshOutput, ThreshOutput, Topk, parse_ops, parse_postprocess
 from .presets import CLASSIFIER_PRESETS
 from .schema import ParamsError, parse, setting
@@ -39,13 +40,7 @@ class ClassifierSettings:
 GLOBAL_KEYS = {
     "inference_model_dir": (None, "model_dir"),
     "batch_size": ("serving", "batch_size"),
-    "use_gpu": ("predictor", "use_gpu"),
-    "gpu_mem": ("predictor", "gpu_mem"),
-    "enable_mkldnn": ("predictor", "enable_mkldnn"),
-    "cpu_num_threads": ("predictor", "cpu_threads"),
-    "use_fp16": ("predictor", "use_fp16"),
-    "use_tensorrt": ("predictor", "use_tensorrt"),
-    "ir_optim": ("predictor", "ir_optim"),
+    **PREDICTOR_GLOBAL_KEYS,
 }
 
 

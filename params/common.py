@@ -54,6 +54,18 @@ class ServingParams:
                                              "model input is much smaller (false: bit-exact PaddleClas parity)")
 
 
+# PaddleClas inference yaml Global keys that set how the model runs -> (section, key) here.
+PREDICTOR_GLOBAL_KEYS = {
+    "use_gpu": ("predictor", "use_gpu"),
+    "gpu_mem": ("predictor", "gpu_mem"),
+    "enable_mkldnn": ("predictor", "enable_mkldnn"),
+    "cpu_num_threads": ("predictor", "cpu_threads"),
+    "use_fp16": ("predictor", "use_fp16"),
+    "use_tensorrt": ("predictor", "use_tensorrt"),
+    "ir_optim": ("predictor", "ir_optim"),
+}
+
+
 def resolve_path(value, where, base_dir=None, kind="path"):
     """An existing file or folder: `pkg://package/inner/path`, absolute, or relative to base_dir."""
     if value is None:

@@ -12,7 +12,8 @@ import logging
 import os
 from typing import Any, Optional, Tuple
 
-from .common import PredictorParams, ServingParams, merge, read_yaml_mapping, resolve_path, split_overrides
+from .common import (PREDICTOR_GLOBAL_KEYS, PredictorParams, ServingParams, merge, read_yaml_mapping,
+                     resolve_path, split_overrides)
 from .detector import DetectorParams, detector_settings
 from .gallery import GalleryParams, GallerySettings, gallery_settings
 from .ops import parse_ops
@@ -107,13 +108,7 @@ GENERAL_GLOBAL_KEYS = {
     "threshold": ("detector", "threshold"),
     "max_det_results": ("detector", "max_det_results"),
     "label_list": ("detector", "label_list"),
-    "use_gpu": ("predictor", "use_gpu"),
-    "gpu_mem": ("predictor", "gpu_mem"),
-    "enable_mkldnn": ("predictor", "enable_mkldnn"),
-    "cpu_num_threads": ("predictor", "cpu_threads"),
-    "use_fp16": ("predictor", "use_fp16"),
-    "use_tensorrt": ("predictor", "use_tensorrt"),
-    "ir_optim": ("predictor", "ir_optim"),
+    **PREDICTOR_GLOBAL_KEYS,
 }
 # Read by PaddleClas's offline scripts only (image list, benchmark log, result pictures).
 GENERAL_OFFLINE_KEYS = ("infer_imgs", "image_shape", "enable_benchmark", "enable_profile", "output_dir")
