@@ -15,7 +15,7 @@ items (ids/labels/docs), log (write-ahead log), snapshot, faiss_backend, milvus_
 gallery_list (PaddleClas's list file), migrate (one backend into another).
 """
 from .config import METHODS, METRICS, GalleryConfig, gallery_config
-from .errors import GalleryError
+from .errors import GalleryError, GalleryUnavailable
 from .faiss_backend import Gallery, create_gallery, holds_faiss_gallery, open_gallery
 from .gallery_list import read_gallery_list
 from .items import Hit
@@ -25,7 +25,7 @@ from .migrate import migrate_gallery
 from .snapshot import SNAPSHOT
 from .vectors import ivf_training_size
 
-__all__ = ["METHODS", "METRICS", "SNAPSHOT", "WAL", "Gallery", "GalleryConfig", "GalleryError", "Hit",
-           "MilvusGallery", "MilvusSettings", "create_gallery", "create_milvus_gallery", "encode_record",
+__all__ = ["METHODS", "METRICS", "SNAPSHOT", "WAL", "Gallery", "GalleryConfig", "GalleryError", "GalleryUnavailable",
+           "Hit", "MilvusGallery", "MilvusSettings", "create_gallery", "create_milvus_gallery", "encode_record",
            "gallery_config", "holds_faiss_gallery", "ivf_training_size", "migrate_gallery", "open_gallery",
            "open_milvus_gallery", "read_gallery_list"]

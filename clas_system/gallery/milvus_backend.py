@@ -32,7 +32,7 @@ from typing import Optional
 import numpy as np
 
 from .config import check_fingerprint, gallery_config, positive_int, short
-from .errors import GalleryError
+from .errors import GalleryError, GalleryUnavailable
 from .items import Hit, check_docs, check_labels, check_removal
 from .vectors import vectors_to_codes
 
@@ -230,7 +230,7 @@ class MilvusGallery:
         try:
             yield
         except pymilvus.exceptions.MilvusException as e:
-            raise GalleryError(f"{self._where()}: {what} failed: {short(str(e.message), 300)}") from None
+            raise GalleryUnavailable(f"{self._where()}: {what} failed: {short(str(e.message), 300)}") from None
 
     def _chunks(self, fields, batch=4096):
         """(ids, vectors or None, labels, docs or None) per chunk of the whole collection."""

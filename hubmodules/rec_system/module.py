@@ -6,6 +6,7 @@ under --use_multiprocess: the workers share the gallery (see clas_system.gallery
 from paddlehub.module.module import moduleinfo, serving
 
 from clas_system.codec import blank_image, read_image_bytes
+from clas_system.gallery import GalleryError
 from clas_system.hubserving import current_authorization, install_concurrent_runners
 from clas_system.recognition import build_recognizer, recognition_request
 from params.recognition import load_recognition_settings
@@ -40,8 +41,12 @@ class RecSystem:
         self.recognizer.recognize([blank_image()])
 
     def readiness(self):
+        """Ready while the gallery answers (a Milvus server may be down)."""
         gallery = self.recognizer.gallery
-        return {"ready": True, "gallery": gallery.describe(), "items": gallery.count()}
+        try:
+            return {"ready": True, "gallery": gallery.describe(), "items": gallery.count()}
+        except GalleryError as err:
+            return {"ready": False, "gallery": gallery.describe(), "error": str(err)}
 
     def close(self):
         """On a graceful stop: the gallery closes its log."""
