@@ -63,10 +63,11 @@ def start_server(hub_home, workdir, init_args, workers=None):
         if proc.poll() is not None:
             raise SystemExit(f"hub serving exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
         try:
-            requests.get(url, timeout=2)
-            return proc, url
-        except requests.ConnectionError:
-            time.sleep(0.5)
+            if requests.get(f"{url}/ready", timeout=5).status_code == 200:
+                return proc, url
+        except requests.RequestException:  # not listening yet, or workers still loading models
+            pass
+        time.sleep(0.5)
     raise SystemExit(f"hub serving did not answer within 300 s:\n{log_path.read_text()[-3000:]}")
 
 
