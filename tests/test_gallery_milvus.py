@@ -179,13 +179,13 @@ def test_two_servers_on_one_milvus_see_each_others_changes(server_factory, milvu
 
 @pytest.mark.parametrize("gallery, message", [
     ({"index_backend": "milvus"}, "rec_system.gallery.milvus.uri: index_backend milvus needs the Milvus server's"),
-    ({"index_backend": "milvus", "milvus": {"uri": "http://h:19530", "collection": "9x"}},
+    ({"index_backend": "milvus", "milvus": {"uri": "http://127.0.0.1:19530", "collection": "9x"}},
      "rec_system.gallery.milvus.collection: '9x'"),
-    ({"index_backend": "milvus", "milvus": {"uri": "http://h:19530"}, "pq_size": 8},
+    ({"index_backend": "milvus", "milvus": {"uri": "http://127.0.0.1:19530"}, "pq_size": 8},
      "rec_system.gallery.pq_size: a faiss setting"),
-    ({"index_backend": "milvus", "milvus": {"uri": "http://h:19530", "consistency_level": "strong"}},
+    ({"index_backend": "milvus", "milvus": {"uri": "http://127.0.0.1:19530", "consistency_level": "strong"}},
      "rec_system.gallery.milvus.consistency_level: 'strong' is not allowed"),
-    ({"index_backend": "milvus", "milvus": {"url": "http://h:19530"}},
+    ({"index_backend": "milvus", "milvus": {"url": "http://127.0.0.1:19530"}},
      "rec_system.gallery.milvus.url: unknown setting (did you mean 'uri'?)"),
     ({"index_backend": "redis"}, "rec_system.gallery.index_backend: 'redis' is not allowed"),
 ])
@@ -200,6 +200,6 @@ def test_bad_milvus_settings_name_the_key(gallery, message):
 def test_flat_init_args_choose_the_backend_and_keep_the_predictor_backend_apart():
     from params.recognition import load_recognition_settings
     settings = load_recognition_settings({}, {"index_backend": "milvus", "backend": "onnxruntime",
-                                              "milvus": {"uri": "http://h:19530", "collection": "products"}})
+                                              "milvus": {"uri": "http://127.0.0.1:19530", "collection": "products"}})
     assert settings.gallery.index_backend == "milvus" and settings.gallery.milvus.collection == "products"
     assert settings.feature.predictor.backend == "onnxruntime"
