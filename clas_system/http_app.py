@@ -128,7 +128,7 @@ def answer_predict(module, body, content_type, authorization):
     """Runs in a request thread: body bytes -> (HTTP status, answer bytes)."""
     if b"json" not in content_type:
         return 200, dumps(envelope("112", OUTDATED_USAGE.format(name=module.name), ""))
-    _request_context.authorization = authorization
+    _request_context.authorization = authorization  # "" when the header is absent: Flask is not asked
     try:
         results = module.call(parse_request(body))
         return 200, dumps(envelope("000", "", results))
@@ -250,7 +250,7 @@ class ServingApp:
                 loop = asyncio.get_running_loop()
                 status, answer = await loop.run_in_executor(
                     self.pool, self._run_admitted, module, body, header(scope, b"content-type"),
-                    header(scope, b"authorization").decode("latin-1") or None, arrived)
+                    header(scope, b"authorization").decode("latin-1"), arrived)
         except TooLarge as err:
             status, answer = error_answer(err)
         finally:
