@@ -77,9 +77,9 @@ def _onnxruntime_pin():
 
 # What deploy/python/{predict_cls,preprocess,postprocess}.py and deploy/utils import; the wheel
 # pins numpy and opencv, paddlepaddle matches constraints.txt.
-# faiss-cpu 1.8.0.post1: the newest that accepts numpy 1.24, for build_gallery / predict_system
+# faiss-cpu 1.8.0.post1 (the newest that accepts numpy 1.24) and tqdm: build_gallery / predict_system import them
 REFERENCE_DEPENDENCIES = ("paddlepaddle==3.3.1", "numpy==1.24.4", "opencv-python==4.6.0.66", "pyyaml", "pillow",
-                          "six", "faiss-cpu==1.8.0.post1", _onnxruntime_pin())
+                          "six", "tqdm", "faiss-cpu==1.8.0.post1", _onnxruntime_pin())
 # paddlehub 2.4.0 under PaddleClas's numpy pin: our constraints, and a pyarrow built for numpy 1.
 HUB_DEPENDENCIES = ("paddlehub==2.4.0", "pyarrow<18", "numpy==1.24.4", "opencv-python==4.6.0.66")
 PULC_YAML = "deploy/configs/PULC/text_image_orientation/inference_text_image_orientation.yaml"
