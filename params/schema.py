@@ -104,14 +104,26 @@ def check_rules(value, where, rules):
         raise ParamsError(f"{where}: {value!r} is too large; the maximum is {high}")
 
 
+def section_type(hint):
+    """The settings dataclass a field holds (also inside Optional), or None for a plain value."""
+    if typing.get_origin(hint) is typing.Union:
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        hint = inner[0] if len(inner) == 1 else None
+    return hint if dataclasses.is_dataclass(hint) else None
+
+
 def describe(cls, prefix=""):
-    """Rows of (key, default, rule, doc) for every setting, nested sections flattened."""
+    """Rows of (key, default, rule, doc) for every setting, nested sections flattened; a section
+    that may be None gets a row of its own before its keys."""
     rows = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         key = f"{prefix}{f.name}"
-        if dataclasses.is_dataclass(hints[f.name]):
-            rows.extend(describe(hints[f.name], key + "."))
+        section = section_type(hints[f.name])
+        if section is not None:
+            if section is not hints[f.name]:
+                rows.append((key, {}, "a section, or None", f.metadata.get("doc", "")))
+            rows.extend(describe(section, key + "."))
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         meta = f.metadata
