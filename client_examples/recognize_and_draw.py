@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 
 from clas_system import Client, ServerError
-from clas_system.client_cli import expand_inputs
-from clas_system.visualize import save_result
+from clas_system.client.cli import expand_inputs
+from clas_system.client.visualize import save_result
 
 
 def main():

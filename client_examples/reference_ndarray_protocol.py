@@ -10,8 +10,9 @@ import argparse
 import numpy as np
 import requests
 
-from clas_system.codec import decode_image, ndarray_to_b64
-from clas_system.preprocess import build_preprocess, decode_settings
+from clas_system.client.encode import ndarray_to_b64
+from clas_system.ops.decode import decode_image
+from clas_system.ops.preprocess import build_preprocess, decode_settings
 from params import load_classifier_settings
 
 

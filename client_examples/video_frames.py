@@ -11,7 +11,8 @@ import argparse
 import json
 
 from clas_system import Client
-from clas_system.video import TASK_MODULES, frame_record, process_video
+from clas_system.client.http_client import TASK_MODULES
+from clas_system.client.video import frame_record, process_video
 
 
 def main():

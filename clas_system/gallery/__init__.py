@@ -1,31 +1,40 @@
 """The recognition gallery: labelled feature vectors, searchable, durable, behind one interface.
 
-Two backends answer the same calls (add, remove, search, stats, save, check_fingerprint, items,
-close) with the same results (ids, Hit(id, label, doc, score) best first, higher is better):
+    gallery = open_gallery(settings.gallery, expected_fingerprint=extractor.fingerprint)
+    gallery.add(vectors, labels, docs)       # ids
+    gallery.search(queries, k=5)             # [[Hit(id, label, doc, score), ...] per query]
+
+Two backends answer the same calls (interface.Gallery) with the same results, their arguments
+checked once in the shared layer (interface.CheckedCalls); the settings' index_backend names
+one (backends):
 
   faiss   embedded: one directory of files, shared by every process on the machine
           (gunicorn workers, CLI tools) through an fsync'd write-ahead log and a file lock.
-          create_gallery / open_gallery; see faiss_backend.
+          faiss_backend (files, locks, following other processes), faiss_state (items and
+          index in memory), items, vectors, log (write-ahead log), snapshot.
   milvus  a Milvus collection: Milvus Lite (one file or its standalone server) or a Milvus
-          server/cluster, shared by any number of machines. create_milvus_gallery /
-          open_milvus_gallery; see milvus_backend (needs `pip install '.[milvus]'`).
+          server/cluster, shared by any number of machines. milvus_backend (needs
+          `pip install '.[milvus]'`).
 
-The rooms: config (settings, fingerprints), vectors (checking input, faiss indexes, scores),
-items (ids/labels/docs), log (write-ahead log), snapshot, faiss_backend, milvus_backend,
-gallery_list (PaddleClas's list file), migrate (one backend into another).
+Around them: config (a gallery's settings and fingerprint), startup (open or build at start),
+migrate (one backend into another), paddleclas_index (PaddleClas's vector.index + id_map.pkl).
 """
-from .config import METHODS, METRICS, GalleryConfig, gallery_config
-from .errors import GalleryError, GalleryUnavailable
-from .faiss_backend import Gallery, create_gallery, holds_faiss_gallery, open_gallery
-from .gallery_list import read_gallery_list
-from .items import Hit
+from params.gallery import MilvusSettings
+
+from ..errors import GalleryError, GalleryInputError, GalleryUnavailable
+from ..gallery_list import read_gallery_list
+from .backends import create_gallery, gallery_exists, open_gallery, staged_folder
+from .config import GalleryConfig, gallery_config
+from .faiss_backend import FaissGallery, create_faiss_gallery, holds_faiss_gallery, open_faiss_gallery
+from .interface import Gallery, Hit
 from .log import WAL, encode_record
-from .milvus_backend import MilvusGallery, MilvusSettings, create_milvus_gallery, open_milvus_gallery
+from .milvus_backend import MilvusGallery, create_milvus_gallery, holds_milvus_gallery, open_milvus_gallery
 from .migrate import migrate_gallery
 from .snapshot import SNAPSHOT
 from .vectors import ivf_training_size
 
-__all__ = ["METHODS", "METRICS", "SNAPSHOT", "WAL", "Gallery", "GalleryConfig", "GalleryError", "GalleryUnavailable",
-           "Hit", "MilvusGallery", "MilvusSettings", "create_gallery", "create_milvus_gallery", "encode_record",
-           "gallery_config", "holds_faiss_gallery", "ivf_training_size", "migrate_gallery", "open_gallery",
-           "open_milvus_gallery", "read_gallery_list"]
+__all__ = ["SNAPSHOT", "WAL", "FaissGallery", "Gallery", "GalleryConfig", "GalleryError", "GalleryInputError",
+           "GalleryUnavailable", "Hit", "MilvusGallery", "MilvusSettings", "create_faiss_gallery", "create_gallery",
+           "create_milvus_gallery", "encode_record", "gallery_config", "gallery_exists", "holds_faiss_gallery",
+           "holds_milvus_gallery", "ivf_training_size", "migrate_gallery", "open_faiss_gallery", "open_gallery",
+           "open_milvus_gallery", "read_gallery_list", "staged_folder"]

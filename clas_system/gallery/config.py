@@ -5,10 +5,9 @@ from typing import Optional
 
 import numpy as np
 
-from .errors import GalleryError
+from params.gallery import INDEX_METHODS, METRICS
 
-METHODS = ("Flat", "HNSW32", "IVF")
-METRICS = ("IP", "L2", "hamming")
+from ..errors import GalleryError, short
 
 
 @dataclass(frozen=True)
@@ -51,8 +50,8 @@ def json_copy(value, name):
 def gallery_config(dim, method="HNSW32", metric="IP", fingerprint=None, nlist=256, pq_size=None, nprobe=None):
     """Checked settings; every bad value raises GalleryError naming it and what is allowed."""
     dim = positive_int(dim, "dim")
-    if method not in METHODS:
-        raise GalleryError(f"unknown index method {method!r}; allowed: {', '.join(METHODS)}")
+    if method not in INDEX_METHODS:
+        raise GalleryError(f"unknown index method {method!r}; allowed: {', '.join(INDEX_METHODS)}")
     if metric not in METRICS:
         raise GalleryError(f"unknown metric {metric!r}; allowed: {', '.join(METRICS)}")
     if metric == "hamming" and dim % 8:
@@ -71,10 +70,6 @@ def gallery_config(dim, method="HNSW32", metric="IP", fingerprint=None, nlist=25
         raise GalleryError(f"fingerprint must be a dict or None, got {type(fingerprint).__name__}")
     return GalleryConfig(dim, method, metric, nlist, pq_size, min(nprobe, nlist),
                          json_copy(fingerprint, "fingerprint"))
-
-
-def short(text, limit=80):
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def fingerprint_differences(stored, expected):

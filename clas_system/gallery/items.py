@@ -1,58 +1,5 @@
-"""Items: labelled vectors with ids, what callers pass in checked, and what a search returns."""
-from typing import NamedTuple, Optional
-
+"""The faiss backend's items: labelled vectors with ids, in memory beside the faiss index."""
 import numpy as np
-
-from .errors import GalleryError
-
-
-class Hit(NamedTuple):
-    id: int
-    label: str
-    doc: Optional[str]
-    score: float
-
-
-def check_labels(labels, count):
-    if isinstance(labels, str):
-        labels = [labels]
-    labels = list(labels)
-    if len(labels) != count:
-        raise GalleryError(f"got {count} vectors but {len(labels)} labels; pass one label per vector")
-    for i, label in enumerate(labels):
-        if not isinstance(label, str) or not label:
-            raise GalleryError(f"labels[{i}] must be a non-empty string, got {label!r}")
-    return [str(label) for label in labels]
-
-
-def check_docs(docs, count):
-    if docs is None:
-        return [None] * count
-    if isinstance(docs, str):
-        docs = [docs]
-    docs = list(docs)
-    if len(docs) != count:
-        raise GalleryError(f"got {count} vectors but {len(docs)} docs; pass one doc (or None) per vector")
-    for i, doc in enumerate(docs):
-        if doc is not None and not isinstance(doc, str):
-            raise GalleryError(f"docs[{i}] must be a string or None, got {type(doc).__name__}")
-    return docs
-
-
-def check_ids(ids):
-    values = [ids] if isinstance(ids, (int, np.integer)) else list(ids)
-    for value in values:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise GalleryError(f"ids must be integers, got {value!r}")
-    return np.asarray(values, dtype=np.int64)
-
-
-def check_removal(ids, labels):
-    """(ids as int64 array, labels as a list) of a remove call; at least one must be given."""
-    if ids is None and labels is None:
-        raise GalleryError("remove needs ids=... or labels=...")
-    wanted_labels = [] if labels is None else ([labels] if isinstance(labels, str) else list(labels))
-    return check_ids([] if ids is None else ids), wanted_labels
 
 
 def _grow(array, size):

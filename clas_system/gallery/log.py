@@ -11,7 +11,7 @@ import os
 import struct
 import zlib
 
-from .errors import GalleryError
+from ..errors import GalleryError
 
 WAL = "gallery.wal"
 RECORD_HEADER = struct.Struct("<4sII")  # magic, payload length, crc32 of the payload

@@ -1,6 +1,6 @@
 """One gallery into another (faiss <-> milvus), checked by counts and identical top-1 answers.
 
-    report = migrate_gallery(open_gallery("gallery/"), create_milvus_gallery(settings, dim, metric, fp))
+    report = migrate_gallery(open_faiss_gallery("gallery/"), create_milvus_gallery(settings, dim, metric, fp))
 
 Items keep their labels and docs; ids are the target's own (Milvus assigns them). The report
 gives the counts and how many queries were checked. The target must be new: migrating into a
@@ -13,8 +13,8 @@ import shutil
 
 import numpy as np
 
-from .errors import GalleryError
-from .faiss_backend import create_gallery, holds_faiss_gallery, open_gallery
+from ..errors import GalleryError
+from .faiss_backend import create_faiss_gallery, holds_faiss_gallery, open_faiss_gallery
 from .milvus_backend import create_milvus_gallery, open_milvus_gallery
 
 CHECKED_QUERIES = 200
@@ -81,14 +81,14 @@ def migrate_between(index_dir, milvus, to, index_method="HNSW32"):
         raise GalleryError(f"migrate to {to!r}: choose faiss or milvus")
     if to == "faiss" and holds_faiss_gallery(index_dir):
         raise GalleryError(f"{index_dir} already holds a gallery; migrate into a new --index-dir")
-    source = open_gallery(index_dir, read_only=True) if to == "milvus" else open_milvus_gallery(milvus)
+    source = open_faiss_gallery(index_dir, read_only=True) if to == "milvus" else open_milvus_gallery(milvus)
     with source:
         config = source.config
         if to == "milvus":
             target = create_milvus_gallery(milvus, config.dim, config.metric, config.fingerprint)
         else:
-            target = create_gallery(index_dir, config.dim, method=index_method, metric=config.metric,
-                                    fingerprint=config.fingerprint)
+            target = create_faiss_gallery(index_dir, config.dim, method=index_method, metric=config.metric,
+                                          fingerprint=config.fingerprint)
         with target:
             try:
                 return {"from": source.describe(), "to": target.describe(), **migrate_gallery(source, target)}

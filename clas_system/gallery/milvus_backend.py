@@ -1,6 +1,6 @@
 """The milvus backend: a gallery in a Milvus collection, shared by any number of processes and machines.
 
-    settings = MilvusSettings(uri="http://127.0.0.1:19530", collection="products")
+    settings = MilvusSettings(uri="http://127.0.0.1:19530", collection="products")   # params.gallery
     gallery = create_milvus_gallery(settings, dim=512, metric="IP", fingerprint={...})
     gallery.add(vectors, labels, docs)      # ids come from Milvus (auto_id)
     gallery.search(queries, k=5)            # [[Hit(id, label, doc, score), ...] per query]
@@ -27,34 +27,21 @@ import os
 import threading
 from collections import Counter
 from contextlib import contextmanager
-from typing import Optional
 
 import numpy as np
 
-from .config import check_fingerprint, gallery_config, positive_int, short
-from .errors import GalleryError, GalleryUnavailable
-from .items import Hit, check_docs, check_labels, check_removal
-from .vectors import vectors_to_codes
+from params.gallery import MILVUS_CONSISTENCY_LEVELS, collection_name_problem
+
+from ..errors import GalleryError, GalleryUnavailable, short
+from .config import check_fingerprint, gallery_config
+from .interface import CheckedCalls, Hit
 
 META_PROPERTY = "clas_gallery.meta"
 FORMAT_VERSION = 1
 MILVUS_METRICS = {"IP": "IP", "L2": "L2"}
-CONSISTENCY_LEVELS = ("Strong", "Bounded", "Session", "Eventually")
 MAX_TEXT_BYTES = 65535  # Milvus's VARCHAR limit
 MAX_TOP_K = 16384  # Milvus's limit on k and on one query's result window
 INSERT_BATCH = 4096  # rows per insert call, well under gRPC's message size at 512-d
-
-
-@dataclasses.dataclass(frozen=True)
-class MilvusSettings:
-    uri: str
-    collection: str
-    token: Optional[str] = None
-    index_type: str = "FLAT"
-    index_params: dict = dataclasses.field(default_factory=dict)
-    search_params: dict = dataclasses.field(default_factory=dict)
-    consistency_level: str = "Strong"
-    timeout_s: float = 30.0
 
 
 def _pymilvus():
@@ -69,23 +56,24 @@ def _pymilvus():
 def check_milvus_settings(settings):
     if not isinstance(settings.uri, str) or not settings.uri:
         raise GalleryError(f"milvus uri must be a non-empty string, got {settings.uri!r}")
-    if not isinstance(settings.collection, str) or not settings.collection.replace("_", "a").isalnum() \
-            or settings.collection[0].isdigit():
-        raise GalleryError(f"milvus collection {settings.collection!r}: use letters, digits and underscores, "
-                           f"not starting with a digit")
-    if settings.consistency_level not in CONSISTENCY_LEVELS:
+    problem = collection_name_problem(settings.collection)
+    if problem is not None:
+        raise GalleryError(f"milvus collection {problem}")
+    if settings.consistency_level not in MILVUS_CONSISTENCY_LEVELS:
         raise GalleryError(f"milvus consistency_level {settings.consistency_level!r}; allowed: "
-                           f"{', '.join(CONSISTENCY_LEVELS)}")
+                           f"{', '.join(MILVUS_CONSISTENCY_LEVELS)}")
     return settings
 
 
-class MilvusGallery:
+class MilvusGallery(CheckedCalls):
     """An open Milvus collection. Use create_milvus_gallery / open_milvus_gallery.
 
     Holds no gallery state of its own: every call asks Milvus, so every process and server
     pointed at the collection sees the same items."""
 
     backend = "milvus"
+    max_text_bytes = MAX_TEXT_BYTES
+    max_k = MAX_TOP_K
 
     def __init__(self, settings, config):
         self.settings = settings
@@ -100,13 +88,8 @@ class MilvusGallery:
 
     # -- public ------------------------------------------------------------------------------
 
-    def add(self, vectors, labels, docs=None):
-        """Insert items; returns their ids (assigned by Milvus). Acknowledged by Milvus once it returns."""
-        codes = vectors_to_codes(vectors, self.config)
-        labels = check_labels(labels, len(codes))
-        docs = check_docs(docs, len(codes))
-        _check_text_sizes(labels, "labels")
-        _check_text_sizes(docs, "docs")
+    def _add(self, codes, labels, docs):
+        """Ids assigned by Milvus; acknowledged by Milvus once this returns."""
         ids = []
         for start in range(0, len(codes), INSERT_BATCH):
             rows = [{"vector": codes[i], "label": labels[i], "doc": docs[i]}
@@ -116,9 +99,7 @@ class MilvusGallery:
             ids.extend(int(i) for i in result["ids"])
         return ids
 
-    def remove(self, ids=None, labels=None):
-        """Remove items by id and/or by label; returns how many were removed (unknown ones count 0)."""
-        wanted_ids, wanted_labels = check_removal(ids, labels)
+    def _remove(self, wanted_ids, wanted_labels):
         clauses = []
         if len(wanted_ids):
             clauses.append(f"id in {wanted_ids.tolist()}")
@@ -137,12 +118,7 @@ class MilvusGallery:
                 self._client().delete(self.settings.collection, ids=[row["id"] for row in found])
             removed += len(found)
 
-    def search(self, queries, k=5):
-        """For each query, up to k hits best first."""
-        codes = vectors_to_codes(queries, self.config, what="queries")
-        k = positive_int(k, "k")
-        if k > MAX_TOP_K:
-            raise GalleryError(f"k must be at most {MAX_TOP_K} with the milvus backend, got {k}")
+    def _search(self, codes, k):
         if not len(codes):
             return []
         params = {"metric_type": MILVUS_METRICS[self.config.metric], "params": dict(self.settings.search_params)}
@@ -203,12 +179,6 @@ class MilvusGallery:
         if client is not None:
             client.close()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
     # -- talking to Milvus ---------------------------------------------------------------------
 
     def _where(self):
@@ -217,7 +187,7 @@ class MilvusGallery:
     def _client(self):
         with self._clients_lock:
             if self._closed:
-                raise GalleryError(f"{self._where()}: the gallery is closed")
+                raise GalleryUnavailable(f"{self._where()}: the gallery is closed")
             client = self._clients.get(os.getpid())
             if client is None:
                 client = self._clients[os.getpid()] = connect(self.settings)
@@ -225,7 +195,7 @@ class MilvusGallery:
 
     @contextmanager
     def _errors(self, what):
-        """Milvus's exceptions as GalleryError naming the collection and the call."""
+        """Milvus's exceptions as GalleryUnavailable naming the collection and the call."""
         pymilvus = _pymilvus()
         try:
             yield
@@ -252,13 +222,6 @@ class MilvusGallery:
 def _string_list(values):
     """A Milvus expression list of string literals (JSON's quoting is Milvus's)."""
     return "[" + ", ".join(json.dumps(value, ensure_ascii=False) for value in values) + "]"
-
-
-def _check_text_sizes(values, name):
-    for i, value in enumerate(values):
-        if value is not None and len(value.encode()) > MAX_TEXT_BYTES:
-            raise GalleryError(f"{name}[{i}] is {len(value.encode())} bytes; the milvus backend keeps at most "
-                               f"{MAX_TEXT_BYTES} (UTF-8)")
 
 
 def connect(settings):

@@ -6,7 +6,7 @@ import zipfile
 
 import numpy as np
 
-from .errors import GalleryError
+from ..errors import GalleryError
 from .log import fsync_directory
 
 SNAPSHOT = "gallery.npz"

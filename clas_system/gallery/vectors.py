@@ -11,7 +11,7 @@ Scores: higher is better for every metric, and hits come best first.
 import faiss
 import numpy as np
 
-from .errors import GalleryError
+from ..errors import GalleryInputError
 
 # faiss's default efSearch of 16 misses true neighbours on 512-d features even at k=5.
 HNSW_EF_SEARCH = 64
@@ -24,16 +24,17 @@ def vectors_to_codes(vectors, config, what="vectors"):
     try:
         array = np.asarray(vectors, dtype=np.float32)
     except (TypeError, ValueError) as e:
-        raise GalleryError(f"{what} must be a numeric array [n, {config.dim}]: {e}") from None
+        raise GalleryInputError(f"{what} must be a numeric array [n, {config.dim}]: {e}", what) from None
     if array.ndim == 1:
         array = array[None, :]
     if array.ndim != 2:
-        raise GalleryError(f"{what} must be a 2-D array [n, {config.dim}], got shape {array.shape}")
+        raise GalleryInputError(f"{what} must be a 2-D array [n, {config.dim}], got shape {array.shape}", what)
     if array.shape[1] != config.dim:
-        raise GalleryError(f"{what} have dimension {array.shape[1]}, the gallery expects {config.dim}")
+        raise GalleryInputError(f"{what} have dimension {array.shape[1]}, the gallery expects {config.dim}", what)
     bad_rows = np.flatnonzero(~np.isfinite(array).all(axis=1))
     if bad_rows.size:
-        raise GalleryError(f"{what} contain NaN or infinite values in rows {bad_rows[:10].tolist()}")
+        raise GalleryInputError(f"{what} contain NaN or infinite values in rows {bad_rows[:10].tolist()}", what,
+                                int(bad_rows[0]))
     if config.binary:
         return np.packbits(array > 0, axis=1)
     return np.ascontiguousarray(array)

@@ -1,6 +1,6 @@
 """PaddleHub imports this folder as the top-level package `clas_system`, which is also the name
 of the engine package. Load the engine under that name instead, and add this folder to its
-search path, so that both `clas_system.module` (this glue) and `clas_system.classifier` (the
+search path, so that both `clas_system.module` (this glue) and `clas_system.tasks.classify` (the
 engine) resolve in the serving process."""
 import os
 import sys

@@ -4,11 +4,13 @@ Glue only; the engine lives in the `clas_system` package, the settings in params
 """
 from paddlehub.module.module import moduleinfo, serving
 
-from clas_system.classifier import build_batcher, build_classifier
-from clas_system.codec import blank_image, read_image_bytes
-from clas_system.hubserving import current_authorization, install_concurrent_runners
-from clas_system.model_checks import check_classifier_fits
-from clas_system.serving import classify_request
+from clas_system.client.encode import read_image_bytes
+from clas_system.ops.decode import blank_image
+from clas_system.serving.classify import classify_request
+from clas_system.serving.http_app import current_authorization
+from clas_system.serving.hubserving import install_concurrent_runners
+from clas_system.serving.startup import exit_on_startup_error
+from clas_system.tasks.classify import build_batcher, build_classifier, check_classifier_fits
 from params import load_classifier_settings
 
 from .params import PARAMS
@@ -24,9 +26,10 @@ from .params import PARAMS
 )
 class ClasSystem:
     def __init__(self, **init_args):
-        settings = load_classifier_settings(PARAMS, init_args)
-        self.classifier = build_classifier(settings)
-        check_classifier_fits(self.classifier)
+        with exit_on_startup_error("clas_system"):
+            settings = load_classifier_settings(PARAMS, init_args)
+            self.classifier = build_classifier(settings)
+            check_classifier_fits(self.classifier)
         self.batcher = build_batcher(self.classifier)
         install_concurrent_runners(settings.serving)
 

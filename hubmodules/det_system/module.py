@@ -1,13 +1,17 @@
 """det_system: mainbody detection (built-in U²-Net-p saliency, or a PaddleDetection export) behind
 `hub serving start -m det_system`.
 
-Glue only; the engine lives in `clas_system.detection`, the settings in params.py.
+Glue only; the engine lives in `clas_system.tasks.detect`, the settings in params.py.
 """
 from paddlehub.module.module import moduleinfo, serving
 
-from clas_system.codec import blank_image, decode_image, read_image_bytes
-from clas_system.detection import build_batcher, build_detector, detect_request
-from clas_system.hubserving import current_authorization, install_concurrent_runners
+from clas_system.client.encode import read_image_bytes
+from clas_system.ops.decode import blank_image, decode_image
+from clas_system.serving.detect import detect_request
+from clas_system.serving.http_app import current_authorization
+from clas_system.serving.hubserving import install_concurrent_runners
+from clas_system.serving.startup import exit_on_startup_error
+from clas_system.tasks.detect import build_batcher, build_detector
 from params.detector import load_detector_settings
 
 from .params import PARAMS
@@ -23,8 +27,9 @@ from .params import PARAMS
 )
 class DetSystem:
     def __init__(self, **init_args):
-        settings = load_detector_settings(PARAMS, init_args)
-        self.detector = build_detector(settings)
+        with exit_on_startup_error("det_system"):
+            settings = load_detector_settings(PARAMS, init_args)
+            self.detector = build_detector(settings)
         self.batcher = build_batcher(self.detector)
         install_concurrent_runners(settings.serving)
 

@@ -1,14 +1,18 @@
 """rec_system: PP-ShiTu image recognition behind `hub serving start -m rec_system`.
 
-Glue only; the engine lives in `clas_system.recognition`, the settings in params.py. Works
+Glue only; the engine lives in `clas_system.tasks.recognition`, the settings in params.py. Works
 under --use_multiprocess: the workers share the gallery (see clas_system.gallery).
 """
 from paddlehub.module.module import moduleinfo, serving
 
-from clas_system.codec import blank_image, read_image_bytes
-from clas_system.gallery import GalleryError
-from clas_system.hubserving import current_authorization, install_concurrent_runners
-from clas_system.recognition import build_recognizer, recognition_request
+from clas_system.client.encode import read_image_bytes
+from clas_system.errors import GalleryError
+from clas_system.ops.decode import blank_image
+from clas_system.serving.http_app import current_authorization
+from clas_system.serving.hubserving import install_concurrent_runners
+from clas_system.serving.recognition import recognition_request
+from clas_system.serving.startup import exit_on_startup_error
+from clas_system.tasks.recognition import build_recognizer
 from params.recognition import load_recognition_settings
 
 from .params import PARAMS
@@ -24,8 +28,9 @@ from .params import PARAMS
 )
 class RecSystem:
     def __init__(self, **init_args):
-        settings = load_recognition_settings(PARAMS, init_args)
-        self.recognizer = build_recognizer(settings)
+        with exit_on_startup_error("rec_system"):
+            settings = load_recognition_settings(PARAMS, init_args)
+            self.recognizer = build_recognizer(settings)
         install_concurrent_runners(settings.serving)
 
     def predict(self, images):

@@ -1,0 +1,100 @@
+"""The HTTP client: `Client("http://127.0.0.1:8866").classify(["a.jpg", "b.png"])`.
+
+Images may be paths, encoded bytes, numpy arrays (HWC RGB uint8) or PIL images. They are sent
+as base64 of the encoded file (what the server decodes, never a server-side path), split into
+requests of `images_per_request`.
+
+Errors are exceptions of one tree (client.errors), switched on the server's error code, never
+on its text: `ServerError` (an answer that is an error; one subclass per code: `BadRequestError`,
+`UnauthorizedError`, `TooLargeError`, `OverloadedError`, `UnavailableError`,
+`ModelFailureError`) and `ServerUnreachable` (no answer: connection refused, reset, timed out).
+Idempotent calls (classify, detect, recognize, gallery search and stats) are retried with
+backoff on `ServerUnreachable`, `OverloadedError` and `UnavailableError`; gallery add and
+remove never are, since a lost answer may hide a change that was made.
+"""
+import time
+
+import requests
+
+from .encode import b64encode_image
+from .errors import RETRIED, ServerUnreachable, answer_error
+
+# The module each task is served by, unless a call names another.
+TASK_MODULES = {"classify": "clas_system", "detect": "det_system", "recognize": "rec_system"}
+
+
+def as_list(images):
+    return list(images) if isinstance(images, (list, tuple)) else [images]
+
+
+class Client:
+    def __init__(self, url="http://127.0.0.1:8866", timeout=60.0, images_per_request=16, token=None,
+                 session=None, retries=3, backoff_s=0.2):
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.images_per_request = images_per_request
+        self.token = token
+        self.session = session or requests.Session()
+        self.retries = retries
+        self.backoff_s = backoff_s
+
+    def call(self, module, payload, idempotent=True):
+        """POST a JSON payload to /predict/<module>; returns the `results` of a success.
+        Idempotent calls are retried `retries` times (backoff doubling from `backoff_s`) on
+        ServerUnreachable, OverloadedError and UnavailableError."""
+        attempts = 1 + (self.retries if idempotent else 0)
+        for attempt in range(attempts):
+            try:
+                return self._post(module, payload)
+            except RETRIED:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(self.backoff_s * 2 ** attempt)
+
+    def _post(self, module, payload):
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        try:
+            response = self.session.post(f"{self.url}/predict/{module}", json=payload, headers=headers,
+                                         timeout=self.timeout)
+        except requests.RequestException as err:
+            raise ServerUnreachable(f"{self.url}: {err}") from err
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code != 200 or not isinstance(body, dict) or body.get("status") != "000":
+            raise answer_error(response, body)
+        return body["results"]
+
+    def _per_image(self, module, images, extra, key):
+        results = []
+        images = as_list(images)
+        for start in range(0, len(images), self.images_per_request):
+            chunk = images[start:start + self.images_per_request]
+            payload = {"images": [b64encode_image(image) for image in chunk], **extra}
+            results.extend(self.call(module, payload)[key])
+        return results
+
+    def classify(self, images, top_k=None, module=TASK_MODULES["classify"]):
+        """-> one {"class_ids", "scores", "label_names"} per image, in order."""
+        extra = {"top_k": top_k} if top_k is not None else {}
+        return self._per_image(module, images, extra, "prediction")
+
+    def detect(self, images, module=TASK_MODULES["detect"]):
+        """-> one list of {"bbox", "score", "label"} per image."""
+        return self._per_image(module, images, {}, "prediction")
+
+    def recognize(self, images, module=TASK_MODULES["recognize"]):
+        """-> one list of {"bbox", "rec_docs", "rec_scores"} per image."""
+        return self._per_image(module, images, {}, "prediction")
+
+    def gallery(self, action, images=(), labels=(), ids=None, module=TASK_MODULES["recognize"], **fields):
+        """Gallery operations on a running rec_system: add / remove / search / stats / save."""
+        payload = {"gallery": action, **fields}
+        if images:
+            payload["images"] = [b64encode_image(image) for image in as_list(images)]
+        if labels:
+            payload["labels"] = list(labels)
+        if ids is not None:
+            payload["ids"] = list(ids)
+        return self.call(module, payload, idempotent=action in ("search", "stats"))

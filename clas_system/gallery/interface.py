@@ -1,0 +1,130 @@
+"""The one interface every gallery backend answers, and the checks its calls share.
+
+    gallery.add(vectors, labels, docs=None)    # -> new ids; durable (faiss) or acknowledged (Milvus)
+    gallery.search(queries, k=5)               # -> [[Hit(id, label, doc, score), ...] per query], best first
+    gallery.remove(ids=None, labels=None)      # -> how many were removed
+    gallery.count(), gallery.stats(), gallery.items(batch), gallery.check_fingerprint(expected)
+    gallery.save(), gallery.close(), gallery.describe()
+
+Scores are higher-is-better for every metric. What callers pass is checked once, here
+(CheckedCalls), before a backend sees it: vectors as codes of the gallery's shape, one label
+(and doc) per vector, ids as integers, k in range.
+"""
+from typing import Iterator, List, NamedTuple, Optional, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..errors import GalleryInputError
+from .config import GalleryConfig
+from .vectors import vectors_to_codes
+
+
+class Hit(NamedTuple):
+    id: int
+    label: str
+    doc: Optional[str]
+    score: float
+
+
+@runtime_checkable
+class Gallery(Protocol):
+    backend: str  # "faiss" or "milvus"
+    config: GalleryConfig
+
+    def describe(self) -> str: ...
+    def add(self, vectors, labels, docs=None) -> List[int]: ...
+    def remove(self, ids=None, labels=None) -> int: ...
+    def search(self, queries, k=5) -> List[List[Hit]]: ...
+    def count(self) -> int: ...
+    def stats(self) -> dict: ...
+    def items(self, batch=4096) -> Iterator: ...
+    def check_fingerprint(self, expected) -> None: ...
+    def save(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def check_labels(labels, count, max_bytes=None):
+    if isinstance(labels, str):
+        labels = [labels]
+    labels = list(labels)
+    if len(labels) != count:
+        raise GalleryInputError(f"got {count} vectors but {len(labels)} labels; pass one label per vector", "labels")
+    for i, label in enumerate(labels):
+        if not isinstance(label, str) or not label:
+            raise GalleryInputError(f"labels[{i}] must be a non-empty string, got {label!r}", "labels", i)
+    check_text_sizes(labels, "labels", max_bytes)
+    return labels
+
+
+def check_docs(docs, count, max_bytes=None):
+    if docs is None:
+        return [None] * count
+    if isinstance(docs, str):
+        docs = [docs]
+    docs = list(docs)
+    if len(docs) != count:
+        raise GalleryInputError(f"got {count} vectors but {len(docs)} docs; pass one doc (or None) per vector", "docs")
+    for i, doc in enumerate(docs):
+        if doc is not None and not isinstance(doc, str):
+            raise GalleryInputError(f"docs[{i}] must be a string or None, got {type(doc).__name__}", "docs", i)
+    check_text_sizes(docs, "docs", max_bytes)
+    return docs
+
+
+def check_text_sizes(values, field, max_bytes):
+    if max_bytes is None:
+        return
+    for i, value in enumerate(values):
+        if value is not None and len(value.encode()) > max_bytes:
+            raise GalleryInputError(f"{field}[{i}] is {len(value.encode())} bytes; this backend keeps at most "
+                                    f"{max_bytes} (UTF-8)", field, i)
+
+
+def check_ids(ids):
+    values = [ids] if isinstance(ids, (int, np.integer)) else list(ids)
+    for i, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise GalleryInputError(f"ids must be integers, got {value!r}", "ids", i)
+    return np.asarray(values, dtype=np.int64)
+
+
+def check_k(k, max_k=None):
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise GalleryInputError(f"k must be a positive integer, got {k!r}", "k")
+    if max_k is not None and k > max_k:
+        raise GalleryInputError(f"k must be at most {max_k} with this backend, got {k}", "k")
+    return int(k)
+
+
+class CheckedCalls:
+    """add, remove and search for every backend: the arguments checked here, then handed on as
+    (codes, labels, docs), (ids, labels) and (codes, k) to the backend's _add, _remove, _search.
+    A backend with tighter limits sets max_text_bytes and max_k."""
+
+    max_text_bytes = None
+    max_k = None
+
+    def add(self, vectors, labels, docs=None):
+        """Append items; returns their new ids."""
+        codes = vectors_to_codes(vectors, self.config)
+        labels = check_labels(labels, len(codes), self.max_text_bytes)
+        docs = check_docs(docs, len(codes), self.max_text_bytes)
+        return self._add(codes, labels, docs) if len(codes) else []
+
+    def remove(self, ids=None, labels=None):
+        """Remove items by id and/or by label; returns how many were removed (unknown ones count 0)."""
+        if ids is None and labels is None:
+            raise GalleryInputError("remove needs ids=... or labels=...")
+        wanted_labels = [] if labels is None else ([labels] if isinstance(labels, str) else list(labels))
+        return self._remove(check_ids([] if ids is None else ids), wanted_labels)
+
+    def search(self, queries, k=5):
+        """For each query, up to k hits best first (never removed items, never more than exist)."""
+        codes = vectors_to_codes(queries, self.config, what="queries")
+        return self._search(codes, check_k(k, self.max_k))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

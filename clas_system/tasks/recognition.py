@@ -1,0 +1,192 @@
+"""PP-ShiTu recognition: detect -> crop -> embed -> search the gallery -> keep the best boxes.
+
+    recognizer = build_recognizer(load_recognition_settings(params))
+    recognizer.recognize([jpeg_bytes])  # -> [[{"bbox": [x1, y1, x2, y2], "rec_docs", "rec_scores", "rec_id"}]]
+
+As PaddleClas's deploy/python/predict_system.py: the detector's boxes plus the whole image are
+the candidate regions (the whole image helps recall, and is the only region without a
+detector); a region is recognised when its best gallery hit scores at least score_thres; then
+recognised boxes overlapping a better one by more than rec_nms_thresh IoU are dropped.
+"rec_docs" is the best hit's label and "rec_scores" its score, as in PaddleClas; "rec_id" is its
+gallery id (what a gallery remove takes).
+
+A recognition request may narrow or widen the search for itself (SearchOptions: return_k,
+score_thres, det_threshold, max_det_results; the settings give the defaults).
+"""
+import dataclasses
+from typing import Callable, Optional
+
+import numpy as np
+
+from params.schema import ParamsError
+
+from ..errors import GalleryError
+from ..gallery.startup import open_or_build_gallery
+from .detect import build_batcher as build_detector_batcher
+from .detect import build_detector
+from .features import build_batcher as build_feature_batcher
+from .features import build_feature_extractor
+from .per_image import each_image
+
+
+def whole_image_box(image):
+    height, width = image.shape[:2]
+    return [0, 0, width, height]
+
+
+def candidate_boxes(detections, image):
+    """Detected boxes as whole pixels (PaddleClas truncates), then the whole image; boxes with no
+    pixel left after truncation are skipped."""
+    boxes = []
+    for detection in detections:
+        x1, y1, x2, y2 = (int(v) for v in detection["bbox"])
+        if x2 > x1 and y2 > y1:
+            boxes.append([x1, y1, x2, y2])
+    boxes.append(whole_image_box(image))
+    return boxes
+
+
+def crop(image, box):
+    x1, y1, x2, y2 = box
+    return image[y1:y2, x1:x2]
+
+
+def box_iou_plus_one(box, others):
+    """IoU of `box` with each row of `others`, with PaddleClas's +1 pixel convention."""
+    xx1 = np.maximum(box[0], others[:, 0])
+    yy1 = np.maximum(box[1], others[:, 1])
+    xx2 = np.minimum(box[2], others[:, 2])
+    yy2 = np.minimum(box[3], others[:, 3])
+    inter = np.maximum(0.0, xx2 - xx1 + 1) * np.maximum(0.0, yy2 - yy1 + 1)
+    area = (box[2] - box[0] + 1) * (box[3] - box[1] + 1)
+    areas = (others[:, 2] - others[:, 0] + 1) * (others[:, 3] - others[:, 1] + 1)
+    return inter / (area + areas - inter)
+
+
+def nms_to_rec_results(results, thresh):
+    """PaddleClas's nms_to_rec_results: best rec_scores first, drop boxes overlapping a kept one
+    by more than thresh IoU. Ties keep the earlier result (a detected box before the whole image)."""
+    if not results:
+        return []
+    boxes = np.array([r["bbox"] for r in results], np.float32)
+    scores = np.array([r["rec_scores"] for r in results], np.float32)
+    order = np.argsort(-scores, kind="stable")
+    kept = []
+    while order.size > 0:
+        best = order[0]
+        kept.append(results[best])
+        rest = order[1:]
+        order = rest[box_iou_plus_one(boxes[best], boxes[rest]) <= thresh]
+    return kept
+
+
+# ---- the recognizer --------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class SearchOptions:
+    """What one recognition request searches with."""
+    return_k: int
+    score_thres: float
+    det_threshold: Optional[float]  # None: the detector's own threshold
+    max_det_results: Optional[int]  # None: the detector's own max_det_results
+
+
+@dataclasses.dataclass(frozen=True)
+class Recognizer:
+    settings: object  # params.recognition.RecognitionSettings
+    features: object  # FeatureExtractor
+    embed: Callable  # list of tensors -> embeddings, merged across requests (DynamicBatcher)
+    detector: Optional[object]  # Detector or SaliencyDetector; None: the whole image is the only region
+    detect: Optional[Callable]  # list of detector inputs -> box arrays (DynamicBatcher)
+    gallery: object  # gallery.Gallery, live: changes apply to the next search
+
+    def decode_all(self, images):
+        """Encoded images (or BadRequests found reading them) -> full-size RGB arrays; every bad
+        image reported by index."""
+        return each_image(images, self.features.decode)
+
+    @property
+    def default_options(self):
+        settings = self.settings
+        score_thres = settings.score_thres
+        if settings.hamming_radius is not None:  # PaddleClas: distance <= radius, i.e. this score or more
+            score_thres = 1.0 - settings.hamming_radius / self.features.dim
+        return SearchOptions(return_k=settings.return_k, score_thres=score_thres, det_threshold=None,
+                             max_det_results=None)
+
+    def detections(self, arrays, options):
+        """Detected boxes per image ([] each without a detector)."""
+        if self.detector is None:
+            return [[] for _ in arrays]
+        inputs = each_image(arrays, self.detector.preprocess)
+        return [self.detector.to_results(boxes, options.det_threshold, options.max_det_results)
+                for boxes in self.detect(inputs)]
+
+    def region_tensors(self, arrays, regions):
+        """Model inputs of every region of every image, flat; every failure reported by image index."""
+        per_image = each_image(list(zip(arrays, regions)),
+                               lambda pair: [self.features.tensor(crop(pair[0], box)) for box in pair[1]])
+        return [tensor for tensors in per_image for tensor in tensors]
+
+    def embed_images(self, arrays):
+        """Whole images -> embeddings [N, dim], batched with other requests."""
+        return np.stack(self.embed(lambda: self.region_tensors(arrays, [[whole_image_box(a)] for a in arrays])))
+
+    def recognize_arrays(self, arrays, options=None):
+        """RGB arrays -> one list of {"bbox", "rec_docs", "rec_scores", "rec_id"} per image."""
+        options = options or self.default_options
+        regions = [candidate_boxes(found, image) for found, image in zip(self.detections(arrays, options), arrays)]
+        vectors = np.stack(self.embed(lambda: self.region_tensors(arrays, regions)))
+        hits = self.gallery.search(vectors, options.return_k)
+        results, start = [], 0
+        for boxes in regions:
+            recognised = [region_result(box, region_hits, options.score_thres)
+                          for box, region_hits in zip(boxes, hits[start:start + len(boxes)])]
+            start += len(boxes)
+            results.append(nms_to_rec_results([r for r in recognised if r is not None],
+                                              self.settings.rec_nms_thresh))
+        return results
+
+    def recognize(self, images, options=None):
+        """Encoded images (bytes) -> one list of recognised regions per image."""
+        return self.recognize_arrays(self.decode_all(images), options)
+
+
+def region_result(box, hits, score_thres):
+    """The region's best hit in PaddleClas's format, or None when it scores below score_thres."""
+    if not hits or hits[0].score < score_thres:
+        return None
+    best = hits[0]
+    return {"bbox": list(box), "rec_docs": best.label, "rec_scores": best.score, "rec_id": best.id}
+
+
+def check_embedding_size(settings, extractor):
+    """PaddleClas's IndexProcess.embedding_size, when given, must be what the model makes."""
+    if settings.embedding_size is not None and settings.embedding_size != extractor.dim:
+        raise ParamsError(f"rec_system.embedding_size: {settings.embedding_size}, but the feature model "
+                         f"{settings.feature.model_path} makes {extractor.dim} values; set embedding_size to "
+                         f"{extractor.dim} or use the model the gallery was built with")
+
+
+def rebuild_advice(settings):
+    where = settings.gallery.index_dir
+    return (f"To rebuild it with this feature model, move {where} away and start with gallery.data_file and "
+            f"gallery.image_root set (or run `clas-gallery build --data-file LIST --image-root DIR --index-dir "
+            f"{where}`). A gallery built by the earlier default feature model opens again with "
+            f"feature.preset 'pplcnet_pulc_1280'")
+
+
+def build_recognizer(settings):
+    """RecognitionSettings -> Recognizer: models checked (loaded on first use), gallery opened,
+    built from data_file, or created empty. A corrupt or mismatched gallery raises GalleryError
+    saying how to rebuild it."""
+    extractor = build_feature_extractor(settings.feature)
+    check_embedding_size(settings, extractor)
+    detector = build_detector(settings.detector) if settings.detector is not None else None
+    try:
+        gallery = open_or_build_gallery(settings.gallery, extractor)
+    except GalleryError as err:
+        raise GalleryError(f"{err}. {rebuild_advice(settings)}") from err
+    return Recognizer(settings=settings, features=extractor, embed=build_feature_batcher(extractor),
+                      detector=detector, detect=build_detector_batcher(detector) if detector else None,
+                      gallery=gallery)
