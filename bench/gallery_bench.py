@@ -23,10 +23,14 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from clas_system.gallery import (MilvusSettings, create_gallery, create_milvus_gallery, ivf_training_size,
-                                 open_gallery)
+from clas_system.gallery import (MilvusSettings, create_faiss_gallery, create_milvus_gallery, ivf_training_size,
+                                 open_faiss_gallery)
+from harness.milvus_server import start_milvus_server, stop_milvus_server
+from harness.ports import free_port
 
-RESULTS = Path(__file__).resolve().parent / "results" / "gallery.json"
+from . import RESULTS
+
+REPORT = RESULTS / "gallery.json"
 K = 5
 CHUNK = 10_000
 FAISS_METHODS = {"Flat": {}, "HNSW32": {}, "IVF": {"nlist": 1024}, "IVF-PQ": {"nlist": 1024, "pq_size": 64}}
@@ -105,11 +109,11 @@ def top1_accuracy(hits, query_labels):
 def bench_faiss(directory, name, args, data, exact_top):
     vectors, labels, queries, query_labels, extra = data
     method = "IVF" if name.startswith("IVF") else name
-    gallery = create_gallery(directory, vectors.shape[1], method=method, metric="IP", **args)
+    gallery = create_faiss_gallery(directory, vectors.shape[1], method=method, metric="IP", **args)
     row, ids, hits = measure(gallery, vectors, labels, queries, extra)
     save_s, _ = timed(gallery.save)
     gallery.close()
-    open_s, reopened = timed(lambda: open_gallery(directory))
+    open_s, reopened = timed(lambda: open_faiss_gallery(directory))
     reopened.close()
     id_map = {gallery_id: row_number for row_number, gallery_id in enumerate(ids)}
     return {"backend": f"faiss {name}", **args, **row, "recall_at_5": recall_at_k(hits, exact_top, id_map),
@@ -159,9 +163,6 @@ def milvus_server(scratch, uri):
     """(uri, process or None): the given server, else a Milvus Lite standalone server started here."""
     if uri:
         return uri, None
-    from bench.soak import free_port
-    from tests.milvus_server import start_milvus_server
-
     server, uri = start_milvus_server(Path(scratch) / "milvus", free_port(), Path(scratch) / "milvus.log")
     return uri, server
 
@@ -201,7 +202,6 @@ def main(argv=None):
                     print(table(rows[-1:]).splitlines()[-1], flush=True)
             finally:
                 if server is not None:
-                    from tests.milvus_server import stop_milvus_server
                     stop_milvus_server(server)
     report = {"count": options.count, "dim": options.dim, "k": K, "metric": "IP", "queries": options.queries,
               "cpu_count": os.cpu_count(), "faiss_threads": faiss.omp_get_max_threads(),
@@ -209,9 +209,9 @@ def main(argv=None):
     print(f"\n{options.count:,} x {options.dim} vectors, k={K}, {options.queries} queries, "
           f"{os.cpu_count()} CPUs\n")
     print(table(rows))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
+    REPORT.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {REPORT}")
 
 
 if __name__ == "__main__":

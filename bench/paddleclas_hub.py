@@ -8,7 +8,7 @@ Get the tree (the bench was written against commit d178931):
 
 Only its deploy/{hubserving,python,utils} folders are used, copied into a temporary folder (the
 tree is never written to). What it takes to run there, and why:
-- its Python: the reference venv with paddlehub added (paddleclas_reference.reference_hub_python):
+- its Python: the reference venv with paddlehub added (harness.paddleclas_reference.reference_hub_python):
   the module decodes with np.fromstring, which numpy 2 removed;
 - deploy/python imports `paddleclas.deploy...`: a stub `paddleclas` package whose `deploy` is the
   copied folder (PaddleClas's real package __init__ imports its training code);
@@ -26,8 +26,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .paddleclas_reference import preset_config, reference_hub_python
-from .soak import DEAD_TELEMETRY, hub_env
+from harness.hub_server import HubServerError, hub_env, install_hub_modules
+from harness.paddleclas_reference import preset_config, reference_hub_python
 
 DEPLOY_PARTS = ("hubserving", "python", "utils")
 TESTED_COMMIT = "d178931"
@@ -70,12 +70,12 @@ def prepare_hub_module(src, workdir, preset, cpu_threads):
 
     python = reference_hub_python()
     hub = str(python.with_name("hub"))
-    env = dict(hub_env(workdir / "hub_home"), PYTHONPATH=str(workdir / "stub"), FLAGS_enable_pir_api="0",
-               GLOG_minloglevel="2")
-    for command in (["config", f"server=={DEAD_TELEMETRY}"], ["install", str(deploy / "hubserving" / "clas")]):
-        done = subprocess.run([hub, *command], env=env, cwd=deploy, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise PaddleClasHubError(f"hub {' '.join(command)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    env = hub_env(workdir / "hub_home", PYTHONPATH=str(workdir / "stub"), FLAGS_enable_pir_api="0",
+                  GLOG_minloglevel="2")
+    try:
+        install_hub_modules(workdir / "hub_home", [deploy / "hubserving" / "clas"], hub=hub, env=env, cwd=deploy)
+    except HubServerError as err:
+        raise PaddleClasHubError(str(err)) from err
     return hub, deploy, env
 
 

@@ -17,7 +17,6 @@ import argparse
 import itertools
 import json
 import os
-import subprocess
 import tempfile
 import threading
 import time
@@ -25,67 +24,32 @@ from pathlib import Path
 
 import requests
 
-from bench.soak import DEAD_TELEMETRY, HUB, IMAGES, REPO, RESULTS, free_port, hub_env
+from harness.hub_server import HUB_MODULES, install_hub_modules, start_hub_server
+from harness.milvus_server import start_milvus_server, stop_milvus_server
+from harness.payloads import SHARED_IMAGES, image_b64
+from harness.ports import free_port
+
+from . import RESULTS
 
 WARMUP_S = 15
 FOLDERS = ("drink", "imagenet")
 
 
 def gallery_entries():
-    return [(f"{folder}/{p.name}", p.stem) for folder in FOLDERS for p in sorted((IMAGES / folder).iterdir())
+    return [(f"{folder}/{p.name}", p.stem) for folder in FOLDERS for p in sorted((SHARED_IMAGES / folder).iterdir())
             if p.suffix.lower() in (".jpg", ".jpeg")]
 
 
-def install_rec_system(hub_home):
-    env = hub_env(hub_home)
-    subprocess.run([HUB, "config", f"server=={DEAD_TELEMETRY}"], env=env, check=True, capture_output=True)
-    done = subprocess.run([HUB, "install", str(REPO / "hubmodules" / "rec_system")], env=env, capture_output=True,
-                          text=True)
-    if done.returncode != 0 or "Successfully installed" not in done.stdout + done.stderr:
-        raise SystemExit(f"hub install rec_system failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-
-
 def start_server(hub_home, workdir, init_args, workers=None):
-    """(process, url) of rec_system under hub serving; gunicorn workers when `workers` is given."""
-    port = free_port()
-    config = {"modules_info": {"rec_system": {"init_args": {"version": "1.0.0", "host": "127.0.0.1", **init_args},
-                                              "predict_args": {}}},
-              "port": port, "use_multiprocess": workers is not None, "workers": workers or 1}
-    config_path = Path(workdir) / f"config_{port}.json"
-    config_path.write_text(json.dumps(config))
-    log_path = Path(workdir) / f"server_{port}.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([HUB, "serving", "start", "-c", str(config_path)], env=hub_env(hub_home),
-                                stdout=log, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"hub serving exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            if requests.get(f"{url}/ready", timeout=5).status_code == 200:
-                return proc, url
-        except requests.RequestException:  # not listening yet, or workers still loading models
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"hub serving did not answer within 300 s:\n{log_path.read_text()[-3000:]}")
-
-
-def stop(proc):
-    if proc.poll() is None:
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
+    """rec_system under hub serving, bound to loopback; gunicorn workers when `workers` is given."""
+    return start_hub_server(hub_home, workdir, timeout_s=300,
+                            modules={"rec_system": {"host": "127.0.0.1", **init_args}},
+                            use_multiprocess=workers is not None, workers=workers or 1)
 
 
 def drive(urls, entries, clients, seconds):
     """(images answered per second, wrong or failed answers) with `clients` threads for `seconds`."""
-    import base64
-    payloads = [({"images": [base64.b64encode((IMAGES / path).read_bytes()).decode()]}, label)
-                for path, label in entries]
+    payloads = [({"images": [image_b64(path)]}, label) for path, label in entries]
     counts, failures, lock = [0], [], threading.Lock()
     deadline = time.monotonic() + seconds
 
@@ -118,7 +82,7 @@ def drive(urls, entries, clients, seconds):
 
 
 def run_scenario(name, servers, entries, options):
-    urls = [url for _proc, url in servers]
+    urls = [server.url for server in servers]
     drive(urls, entries, options.clients, WARMUP_S)
     images_per_s, failures = drive(urls, entries, options.clients, options.duration)
     print(f"{name}: {images_per_s:.1f} img/s, {len(failures)} failed", flush=True)
@@ -137,10 +101,10 @@ def main(argv=None):
     rows = []
     with tempfile.TemporaryDirectory(prefix="rec_scaling_") as scratch:
         scratch = Path(scratch)
-        install_rec_system(scratch / "hub_home")
+        install_hub_modules(scratch / "hub_home", [HUB_MODULES / "rec_system"])
         data_file = scratch / "list.txt"
         data_file.write_text("".join(f"{path}\t{label}\n" for path, label in entries))
-        common = {"data_file": str(data_file), "image_root": str(IMAGES), "backend": options.backend}
+        common = {"data_file": str(data_file), "image_root": str(SHARED_IMAGES), "backend": options.backend}
 
         def faiss_args(folder, threads):
             return {**common, "index_dir": str(scratch / folder), "cpu_threads": threads}
@@ -151,11 +115,10 @@ def main(argv=None):
             try:
                 rows.append(run_scenario(name, [server], entries, options))
             finally:
-                stop(server[0])
+                server.stop()
 
         milvus_proc, uri = None, options.milvus_uri
         if uri is None:
-            from tests.milvus_server import start_milvus_server
             milvus_proc, uri = start_milvus_server(scratch / "milvus", free_port(), scratch / "milvus.log")
         milvus_args = {**common, "index_backend": "milvus", "cpu_threads": max(1, cpus // 2),
                        "milvus": {"uri": uri, "collection": f"rec_scaling_{os.getpid()}"}}
@@ -165,10 +128,9 @@ def main(argv=None):
                 servers.append(start_server(scratch / "hub_home", scratch, milvus_args))
             rows.append(run_scenario("2 servers, one Milvus", servers, entries, options))
         finally:
-            for proc, _url in servers:
-                stop(proc)
+            for server in servers:
+                server.stop()
             if milvus_proc is not None:
-                from tests.milvus_server import stop_milvus_server
                 stop_milvus_server(milvus_proc)
     one = rows[0]["images_per_s"]
     print(f"\n{options.clients} clients, {options.duration:.0f} s each, {cpus} CPUs, backend {options.backend}\n")

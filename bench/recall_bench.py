@@ -17,13 +17,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from clas_system.features import build_feature_extractor
-from clas_system.gallery import create_gallery
+from clas_system.gallery import create_faiss_gallery
+from clas_system.tasks.features import build_feature_extractor
+from harness.payloads import SHARED_IMAGES
 from params.recognition import load_recognition_settings
 
-REPO = Path(__file__).resolve().parents[1]
-IMAGES = REPO.parent / "shared" / "images"
-RESULTS = REPO / "bench" / "results"
+from . import RESULTS
 SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
@@ -93,7 +92,7 @@ def recall_at_1(extractor, gallery, names, queries):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", default=str(IMAGES), help="folder of images (searched recursively)")
+    parser.add_argument("--images", default=str(SHARED_IMAGES), help="folder of images (searched recursively)")
     parser.add_argument("--preset", default=None, help="a rec_system feature preset (default: rec_system's)")
     parser.add_argument("--out", default=None, help="default: bench/results/recall.json")
     args = parser.parse_args(argv)
@@ -106,7 +105,7 @@ def main(argv=None):
     names = [str(p.relative_to(args.images)) for p in paths]
     with tempfile.TemporaryDirectory() as index_dir:
         extractor = build_feature_extractor(settings.feature)
-        with create_gallery(index_dir, extractor.dim, method="Flat", metric="IP",
+        with create_faiss_gallery(index_dir, extractor.dim, method="Flat", metric="IP",
                             fingerprint=extractor.fingerprint) as gallery:
             gallery.add(extractor.embed_images([p.read_bytes() for p in paths]), names)
             originals = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in paths]

@@ -12,7 +12,7 @@ classifier on Paddle), every row measured in this run on the same real images:
   generator would steal the server's CPU on a 2-core machine); img/s, p50/p99, and the server's
   CPU ms per image (utime+stime of its process group from /proc, over the images served);
 - PaddleClas 2.6.0's offline deploy/python/predict_cls.py (its wheel, own venv: see
-  bench/paddleclas_reference.py);
+  harness/paddleclas_reference.py);
 - with `--paddleclas-src PATH` (a PaddleClas source tree, tested at d178931; see
   bench/paddleclas_hub.py), PaddleClas's own hub module serving the same model, one process and
   2 workers, ndarray protocol;
@@ -24,18 +24,13 @@ average before it, and CPU used by anything but the server and wrk), and a 12-MP
     python -m bench.run --quick                          # ~3 s per cell, a few minutes
     python -m bench.run --paddleclas-src /tmp/PaddleClas # + PaddleClas's hub module rows
 
-wrk is installed with apt-get when missing and the bench runs as root; otherwise install it.
+wrk comes with `make system-packages` (make bench runs it).
 """
 import argparse
-import base64
 import dataclasses
-import http.client
 import json
 import os
-import resource
-import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,24 +39,21 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from clas_system.backends import ModelError
-from clas_system.classifier import build_classifier
-from clas_system.codec import decode_image, ndarray_to_b64
-from clas_system.predictor import choose_backend, create_predictor
+from clas_system.client.encode import ndarray_to_b64
+from clas_system.errors import ModelError
+from clas_system.ops.decode import decode_image
+from clas_system.runtime.predictor import choose_backend, create_predictor
+from clas_system.tasks.classify import build_classifier
+from harness.hub_server import HUB, HUB_MODULES, install_hub_modules, start_hub_server
+from harness.paddleclas_reference import PaddleClasReferenceError, reference_scores, time_predict_cls
+from harness.payloads import SHARED_IMAGES, file_body, json_body
+from harness.process_stats import loadavg
+from harness.wrk import CLIENTS, find_wrk, served_row, write_bodies
 from params import load_classifier_settings
 
-from . import paddleclas_hub
-from .paddleclas_reference import PaddleClasReferenceError, reference_scores, time_predict_cls
-from .soak import DEAD_TELEMETRY, free_port, hub_env
+from . import RESULTS, paddleclas_hub
 
-REPO = Path(__file__).resolve().parents[1]
-IMAGES = REPO.parent / "shared" / "images"
-RESULTS = REPO / "bench" / "results"
-HUB = str(Path(sys.executable).with_name("hub"))
-WRK_SCRIPT = Path(__file__).with_name("wrk_rotate.lua")
 BACKENDS = ("paddle", "onnxruntime", "openvino")
-CLIENTS = 8
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 MODELS = {
     "pulc": {
@@ -103,42 +95,10 @@ class Mode:
 MODES = {"quick": Mode(3.0, 1.0, 80, 5), "full": Mode(15.0, 3.0, 400, 15)}
 
 
-# ---- the machine ----------------------------------------------------------------------------
-
-def loadavg():
-    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-
-
-def machine_busy_ticks():
-    """CPU ticks spent by the whole machine outside idle and iowait (first line of /proc/stat)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return sum(fields) - fields[3] - fields[4]
-
-
-def group_cpu_ticks(pgid):
-    """utime + stime of every live process in the process group."""
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # the process ended while we looked
-        if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
-    return total
-
-
-def children_cpu_seconds():
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 # ---- in process ----------------------------------------------------------------------------
 
 def image_bytes(names):
-    return [(IMAGES / name).read_bytes() for name in names]
+    return [(SHARED_IMAGES / name).read_bytes() for name in names]
 
 
 def float_tensor(engine, data):
@@ -215,7 +175,7 @@ def big_jpeg_rows(repeats):
                for reduced in (False, True)}
     rows = {}
     for name, source, width, height in BIG_JPEGS:
-        pixels = cv2.resize(cv2.imread(str(IMAGES / source)), (width, height), interpolation=cv2.INTER_CUBIC)
+        pixels = cv2.resize(cv2.imread(str(SHARED_IMAGES / source)), (width, height), interpolation=cv2.INTER_CUBIC)
         data = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
         row = {"size": f"{width}x{height}", "jpeg_bytes": len(data)}
         for label, engine in (("full", engines[False]), ("reduced", engines[True])):
@@ -236,135 +196,18 @@ def big_jpeg_rows(repeats):
 
 # ---- served ---------------------------------------------------------------------------------
 
-def ensure_wrk():
-    found = shutil.which("wrk")
-    if found:
-        return found
-    if os.geteuid() != 0:
-        raise SystemExit("wrk is not installed: apt-get install wrk (the bench's load generator)")
-    print("installing wrk with apt-get ...", flush=True)
-    for command in (["apt-get", "install", "-y", "wrk"], ["apt-get", "update"], ["apt-get", "install", "-y", "wrk"]):
-        subprocess.run(command, capture_output=True, check=False)
-        if shutil.which("wrk"):
-            return shutil.which("wrk")
-    raise SystemExit("apt-get install wrk failed; install wrk by hand")
-
-
-class Server:
-    """`hub serving start -c config.json` in its own process group on a free loopback port."""
-
-    def __init__(self, hub, module, init_args, use_multiprocess, workdir, env, cwd):
-        self.port = free_port()
-        self.path = f"/predict/{module}"
-        self.url = f"http://127.0.0.1:{self.port}{self.path}"
-        config = {"modules_info": {module: {"init_args": init_args, "predict_args": {}}},
-                  "port": self.port, "use_multiprocess": use_multiprocess, "workers": 2}
-        config_path = Path(workdir) / f"config_{self.port}.json"
-        config_path.write_text(json.dumps(config))
-        self.log_path = Path(workdir) / f"server_{self.port}.log"
-        with open(self.log_path, "w") as log:
-            self.proc = subprocess.Popen([hub, "serving", "start", "-c", str(config_path)], env=env, cwd=cwd,
-                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            self._wait_ready(timeout_s=180)
-        except BaseException:  # not started, or the bench was interrupted: leave no server behind
-            self.stop()
-            raise
-
-    def _wait_ready(self, timeout_s):
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"hub serving exited with {self.proc.returncode}: {self.log_tail()}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                conn.request("GET", "/")
-                conn.getresponse().read()
-                return
-            except OSError:
-                time.sleep(0.3)
-        raise RuntimeError(f"hub serving did not answer within {timeout_s} s: {self.log_tail()}")
-
-    def log_tail(self, lines=4):
-        """The log's last lines, without Python's warnings."""
-        text = self.log_path.read_text(errors="replace").splitlines()
-        return " | ".join([line.strip() for line in text if line.strip() and "warn" not in line.lower()][-lines:])
-
-    def post(self, body):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        conn.request("POST", self.path, body, {"Content-Type": "application/json"})
-        return json.loads(conn.getresponse().read())
-
-    def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-
-
-def run_wrk(wrk, url, body_list, seconds):
-    done = subprocess.run([wrk, "-t1", f"-c{CLIENTS}", f"-d{max(1, round(seconds))}s", "--timeout", "30s",
-                           "-s", str(WRK_SCRIPT), url, "--", str(body_list)], capture_output=True, text=True)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not lines:
-        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout[-500:]}{done.stderr[-500:]}")
-    return json.loads(lines[-1])
-
-
-def served_row(wrk, server, bodies, body_list, mode):
-    """Check every body once, warm up, then one measured wrk run with the server's CPU."""
-    for i, body in enumerate(bodies):
-        answer = server.post(body)
-        if answer.get("status") != "000" or len(answer["results"]["prediction"]) != 1:
-            raise RuntimeError(f"body {i} refused: {str(answer)[:300]}")
-    run_wrk(wrk, server.url, body_list, mode.warmup_seconds)
-    before = {"loadavg": loadavg(), "busy": machine_busy_ticks(), "server": group_cpu_ticks(server.proc.pid),
-              "wrk": children_cpu_seconds(), "time": time.monotonic()}
-    out = run_wrk(wrk, server.url, body_list, mode.seconds)
-    wall = time.monotonic() - before["time"]
-    server_s = (group_cpu_ticks(server.proc.pid) - before["server"]) / CLOCK_TICKS
-    wrk_s = children_cpu_seconds() - before["wrk"]
-    busy_s = (machine_busy_ticks() - before["busy"]) / CLOCK_TICKS
-    images = max(out["requests"], 1)
-    return {"img_per_s": out["requests"] / (out["duration_us"] / 1e6), "p50_ms": out["p50_us"] / 1000,
-            "p99_ms": out["p99_us"] / 1000, "server_cpu_ms_per_image": server_s * 1000 / images,
-            "requests": out["requests"], "bad_answers": out["bad_answers"], "socket_errors": out["socket_errors"],
-            "loadavg_before": before["loadavg"], "wrk_cpu_cores": wrk_s / wall,
-            "other_cpu_cores": max(0.0, busy_s - server_s - wrk_s) / wall}
-
-
-def write_bodies(folder, name, bodies):
-    folder = Path(folder)
-    paths = []
-    for i, body in enumerate(bodies):
-        paths.append(folder / f"{name}_{i}.json")
-        paths[-1].write_bytes(body)
-    body_list = folder / f"{name}.list"
-    body_list.write_text("".join(f"{p}\n" for p in paths))
-    return body_list
-
-
-def file_body(data):
-    return json.dumps({"images": [base64.b64encode(data).decode()]}).encode()
-
-
 def ndarray_body(engine, data):
     text, revert = ndarray_to_b64(float_tensor(engine, data)[None])
-    return json.dumps({"images": text, "revert_params": revert}).encode()
+    return json_body({"images": text, "revert_params": revert})
 
 
 def served_rows(wrk, spec, data, engine, workdir, mode, paddleclas_src):
     bodies = {"file": [file_body(d) for d in data], "ndarray": [ndarray_body(engine, d) for d in data]}
     lists = {protocol: write_bodies(workdir, protocol, b) for protocol, b in bodies.items()}
     hub_home = Path(workdir) / "hub_home"
-    env = hub_env(hub_home)
-    for command in (["config", f"server=={DEAD_TELEMETRY}"], ["install", str(REPO / "hubmodules" / "clas_system")]):
-        subprocess.run([HUB, *command], env=env, check=True, capture_output=True)
-    targets = [(f"ours, {label}", HUB, {"version": "1.0.0", "preset": spec["preset"], "host": "127.0.0.1", **init_args},
-                multiprocess, env, workdir, ("file",) if "bf16" in label else ("file", "ndarray"))
+    install_hub_modules(hub_home, [HUB_MODULES / "clas_system"])
+    targets = [(f"ours, {label}", HUB, {"preset": spec["preset"], "host": "127.0.0.1", **init_args},
+                multiprocess, None, workdir, ("file",) if "bf16" in label else ("file", "ndarray"))
                for label, (init_args, multiprocess) in OUR_SERVERS.items()]
     if paddleclas_src:
         for label, (threads, multiprocess) in THEIR_SERVERS.items():
@@ -375,7 +218,8 @@ def served_rows(wrk, spec, data, engine, workdir, mode, paddleclas_src):
     rows = {}
     for title, hub, init_args, multiprocess, server_env, cwd, protocols in targets:
         try:
-            server = Server(hub, "clas_system", init_args, multiprocess, workdir, server_env, cwd)
+            server = start_hub_server(hub_home, workdir, modules={"clas_system": init_args},
+                                      use_multiprocess=multiprocess, hub=hub, env=server_env, cwd=cwd)
         except RuntimeError as err:
             rows[title] = {"unavailable": f"server did not start: ...{str(err)[-300:]}"}
             continue
@@ -384,7 +228,8 @@ def served_rows(wrk, spec, data, engine, workdir, mode, paddleclas_src):
                 name = f"{title}, {protocol} protocol"
                 print(f"  {name} ...", flush=True)
                 try:
-                    rows[name] = served_row(wrk, server, bodies[protocol], lists[protocol], mode)
+                    rows[name] = served_row(wrk, server, "clas_system", bodies[protocol], lists[protocol],
+                                            mode.seconds, mode.warmup_seconds)
                 except RuntimeError as err:
                     rows[name] = {"unavailable": str(err)[-400:]}
         finally:
@@ -405,15 +250,15 @@ def bench_model(wrk, spec, mode, paddleclas_src):
         rows.update(served_rows(wrk, spec, data, engine, workdir, mode, paddleclas_src))
     print(f"{spec['title']}: PaddleClas predict_cls.py ...", flush=True)
     try:
-        offline = time_predict_cls([str(IMAGES / n) for n in spec["images"]], preset=spec["preset"],
+        offline = time_predict_cls([str(SHARED_IMAGES / n) for n in spec["images"]], preset=spec["preset"],
                                    total_images=mode.predict_cls_images, batch_size=8, cpu_threads=2)
         rows["PaddleClas predict_cls.py offline, batch 8, 2 threads"] = {
             "img_per_s": offline["img_per_s"], "note": offline["preprocess_note"]}
     except PaddleClasReferenceError as err:
         rows["PaddleClas predict_cls.py offline, batch 8, 2 threads"] = {
             "unavailable": f"not available: {err}".splitlines()[0][:200]}
-    parity_images = sorted({IMAGES / n for n in spec["images"]} if spec["preset"] == "text_line_orientation" else
-                           [p for p in IMAGES.glob("*/*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")])
+    parity_images = sorted({SHARED_IMAGES / n for n in spec["images"]} if spec["preset"] == "text_line_orientation" else
+                           [p for p in SHARED_IMAGES.glob("*/*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")])
     served_backend = choose_backend(settings.model_path, settings.predictor)
     return {"title": spec["title"], "preset": spec["preset"], "served_backend": served_backend, "rows": rows,
             "parity": parity_rows(spec, parity_images),
@@ -507,7 +352,9 @@ def main(argv=None):
         parser.error(f"--paddleclas-src {args.paddleclas_src}: no deploy/hubserving/clas in it")
     # SIGTERM unwinds like Ctrl-C, so servers started in their own sessions are stopped too
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    wrk = ensure_wrk()
+    wrk = find_wrk()
+    if wrk is None:
+        raise SystemExit("wrk is not installed: make system-packages (apt-get install wrk), the bench's load generator")
     results = {"machine": {"cpus": os.cpu_count(), "loadavg_start": loadavg()},
                "mode": dataclasses.asdict(mode), "clients": CLIENTS,
                "paddleclas_hub": paddleclas_hub.environment_note(args.paddleclas_src) if args.paddleclas_src else None,

@@ -1,7 +1,7 @@
 """Soak test: `python -m bench.soak --clients 8 --duration 300 --max-requests 200000`. Loopback only.
 
-Starts its own clas_system server (`hub serving start -c config.json` under a temporary
-HUB_HOME) unless --url is given, then runs K client threads until the duration or the request
+Starts its own clas_system server (harness.hub_server: `hub serving start -c config.json` under
+a temporary HUB_HOME) unless --url is given, then runs K client threads until the duration or the request
 count runs out, whichever comes first. Each request is either valid (1-4 real images from
 ../shared/images) or hostile (a rotation of malformed requests). Every answer is classified:
 
@@ -21,172 +21,33 @@ writes bench/results/soak.json, exits 1 when there was any unexpected answer.
 """
 import argparse
 import base64
-import io
 import itertools
 import json
-import os
 import random
-import signal
-import socket
-import struct
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import zlib
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
 import requests
-from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-IMAGES = REPO.parent / "shared" / "images"
-RESULTS = REPO / "bench" / "results"
-HUB = str(Path(sys.executable).with_name("hub"))
-DEAD_TELEMETRY = "http://127.0.0.1:9/paddlehub"
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+from harness.hub_server import HUB_MODULES, install_hub_modules, start_hub_server
+from harness.payloads import IMAGE_SUFFIXES, SHARED_IMAGES, b64, jpeg_declaring, json_body, png_declaring
+from harness.ports import LOOPBACK, is_loopback
+from harness.process_stats import RssSampler, group_rss_kb, rss_summary
+
+from . import RESULTS
 # Low limits so that "over the limit" requests are cheap to send.
 SERVER_INIT_ARGS = {"max_images_per_request": 8, "max_image_pixels": 20_000_000}
 CLEAR_MARGIN = 0.9  # an image's label is checked when it scored at least this alone
 MAX_EXAMPLES = 10
-RSS_MINUTE_MARKS = (1, 2, 5, 10, 20, 30)
 # issue 9's memory checks for a 30-minute soak: growth in %, at most
 RSS_TARGETS = {"minute 10 -> 30": 1.0, "minute 1 -> end": 5.0}
 
 
-# ---- our own server --------------------------------------------------------------------------
-
-def hub_env(hub_home):
-    env = dict(os.environ, HUB_HOME=str(hub_home), PYTHONUNBUFFERED="1")
-    env.pop("CUDA_VISIBLE_DEVICES", None)
-    return env
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class OwnServer:
-    """clas_system under `hub serving start -c config.json` on a free loopback port."""
-
-    def __init__(self, init_args, workdir):
-        self.workdir = Path(workdir)
-        env = hub_env(self.workdir / "hub_home")
-        subprocess.run([HUB, "config", f"server=={DEAD_TELEMETRY}"], env=env, check=True, capture_output=True)
-        done = subprocess.run([HUB, "install", str(REPO / "hubmodules" / "clas_system")], env=env,
-                              capture_output=True, text=True, check=False)
-        if done.returncode != 0 or "Successfully installed" not in done.stdout + done.stderr:
-            raise SystemExit(f"hub install clas_system failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = {"modules_info": {"clas_system": {"init_args": {"version": "1.0.0", "host": "127.0.0.1",
-                                                                  **init_args},
-                                                   "predict_args": {}}},
-                  "port": self.port, "use_multiprocess": False, "workers": 1}
-        config_path = self.workdir / "config.json"
-        config_path.write_text(json.dumps(config))
-        self.log_path = self.workdir / "server.log"
-        with open(self.log_path, "w") as log:
-            self.proc = subprocess.Popen([HUB, "serving", "start", "-c", str(config_path)], env=env, stdout=log,
-                                         stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True)
-        self.pgid = self.proc.pid
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"hub serving exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                requests.get(self.url, timeout=2)
-                return
-            except requests.ConnectionError:
-                time.sleep(0.3)
-        self.stop()
-        raise SystemExit(f"hub serving did not answer within 180 s:\n{self.log_tail()}")
-
-    def log_tail(self, chars=3000):
-        return self.log_path.read_text(errors="replace")[-chars:]
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def stop(self):
-        if self.proc.poll() is not None:
-            return
-        try:
-            os.killpg(self.pgid, signal.SIGTERM)
-            self.proc.wait(timeout=20)
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            os.killpg(self.pgid, signal.SIGKILL)
-            self.proc.wait()
-
-
-def group_rss_kb(pgid):
-    """Resident memory of every process in the process group, in kB (0 when none is left)."""
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2]) != pgid:
-                continue
-            for line in (entry / "status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except (OSError, ValueError, IndexError):
-            continue  # the process ended while we looked
-    return total
-
-
-class RssSampler(threading.Thread):
-    def __init__(self, pgid, every_s=1.0):
-        super().__init__(name="rss-sampler", daemon=True)
-        self.pgid, self.every_s = pgid, every_s
-        self.samples = []  # (seconds since start, kB)
-        self.stopped = threading.Event()
-        self.started_at = time.monotonic()
-
-    def run(self):
-        while not self.stopped.is_set():
-            self.samples.append((time.monotonic() - self.started_at, group_rss_kb(self.pgid)))
-            self.stopped.wait(self.every_s)
-
-
 # ---- requests --------------------------------------------------------------------------------
-
-def b64(data):
-    return base64.b64encode(data).decode()
-
-
-def encode(image, fmt):
-    buffer = io.BytesIO()
-    image.save(buffer, fmt)
-    return buffer.getvalue()
-
-
-def png_declaring(width, height):
-    data = bytearray(encode(Image.new("L", (1, 1)), "PNG"))
-    struct.pack_into(">II", data, 16, width, height)
-    struct.pack_into(">I", data, 29, zlib.crc32(bytes(data[12:29])))
-    return bytes(data)
-
-
-def jpeg_declaring(width, height):
-    data = bytearray(encode(Image.new("RGB", (8, 8)), "JPEG"))
-    sof = data.find(b"\xff\xc0")
-    struct.pack_into(">HH", data, sof + 5, height, width)
-    return bytes(data)
-
-
-def json_body(payload):
-    return json.dumps(payload).encode()
-
 
 def hostile_cases(valid_b64, input_shape, limits_known):
     """[(name, body bytes, expected HTTP status, texts the answer must contain)]."""
@@ -235,10 +96,11 @@ def hostile_cases(valid_b64, input_shape, limits_known):
 
 def load_images(max_bytes):
     """[(relative name, base64)] of every image under ../shared/images up to max_bytes each."""
-    found = sorted(p for p in IMAGES.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.stat().st_size <= max_bytes)
+    found = sorted(p for p in SHARED_IMAGES.rglob("*")
+                   if p.suffix.lower() in IMAGE_SUFFIXES and p.stat().st_size <= max_bytes)
     if not found:
-        raise SystemExit(f"no images under {IMAGES}")
-    return [(str(p.relative_to(IMAGES)), b64(p.read_bytes())) for p in found]
+        raise SystemExit(f"no images under {SHARED_IMAGES}")
+    return [(str(p.relative_to(SHARED_IMAGES)), b64(p.read_bytes())) for p in found]
 
 
 def post(session, url, body, timeout):
@@ -365,68 +227,14 @@ def percentile(values, q):
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def rss_at(samples, seconds):
-    """kB of the last sample taken at or before `seconds` (None before the first)."""
-    taken = [kb for t, kb in samples if t <= seconds]
-    return taken[-1] if taken else None
-
-
-def minute_marks(elapsed):
-    """1, 2, 5, 10, 20, 30 and every 10 minutes after, as far as the run went."""
-    marks = [m for m in RSS_MINUTE_MARKS if m * 60 <= elapsed]
-    marks += list(range(RSS_MINUTE_MARKS[-1] + 10, int(elapsed // 60) + 1, 10))
-    return marks
-
-
-def growth_pct(before_kb, after_kb):
-    return round(100.0 * (after_kb - before_kb) / before_kb, 2) if before_kb else None
-
-
-def rss_trend(samples, elapsed):
-    """RSS at minute marks, growth between them (the issue's checks: minute 10 -> 30 and minute 1
-    -> end), growth in each 10-minute window, and a least-squares slope in % per 10 minutes."""
-    marks = minute_marks(elapsed)
-    at = {m: rss_at(samples, m * 60) for m in marks}
-    end = samples[-1][1]
-    growth = {}
-    if 1 in at:
-        growth["minute 1 -> end"] = growth_pct(at[1], end)
-    if 10 in at:
-        growth["minute 10 -> end"] = growth_pct(at[10], end)
-    if 30 in at:
-        growth["minute 10 -> 30"] = growth_pct(at[10], at[30])
-    windows = [m for m in marks if m >= 10]
-    per_10min = {f"minute {a} -> {b}": growth_pct(at[a], at[b]) for a, b in zip(windows, windows[1:])}
-    fit_from = 60.0  # past start-up and calibration; a trend needs 5 minutes or more
-    fitted = [(t, kb) for t, kb in samples if t >= fit_from and kb]
-    slope = None
-    if elapsed >= 300 and len(fitted) >= 10:
-        t, kb = np.array(fitted, dtype=float).T
-        per_second = np.polyfit(t, kb, 1)[0]
-        slope = round(float(100.0 * per_second * 600 / kb[0]), 2)
-    return {"rss_at_minute_mb": {str(m): round(kb / 1024, 1) for m, kb in at.items() if kb is not None},
-            "growth_between_marks_pct": growth, "growth_per_10min_pct": per_10min,
-            "fitted_growth_pct_per_10min": slope, "fitted_from_s": round(fit_from, 1)}
-
-
-def rss_summary(samples, elapsed):
-    """RSS after warm-up (first sample after 10% of the run), at the end, growth and peak, in MB,
-    plus the trend over minute marks (rss_trend)."""
-    if not samples or not any(kb for _, kb in samples):
-        return None
-    after_warmup = next((kb for t, kb in samples if t >= 0.1 * elapsed), samples[-1][1])
-    end = samples[-1][1]
-    return {"after_warmup_mb": round(after_warmup / 1024, 1), "end_mb": round(end / 1024, 1),
-            "peak_mb": round(max(kb for _, kb in samples) / 1024, 1),
-            "growth_pct": growth_pct(after_warmup, end),
-            "samples": len(samples), **rss_trend(samples, elapsed)}
-
-
-def is_loopback(url):
+def own_server(workdir):
+    """clas_system with SERVER_INIT_ARGS under a HUB_HOME in workdir, bound to loopback."""
+    install_hub_modules(workdir / "hub_home", [HUB_MODULES / "clas_system"])
     try:
-        return urlsplit(url).hostname in LOOPBACK
-    except ValueError:
-        return False
+        return start_hub_server(workdir / "hub_home", workdir, modules={
+            "clas_system": {"host": "127.0.0.1", **SERVER_INIT_ARGS}}, use_multiprocess=False, workers=1)
+    except RuntimeError as err:
+        raise SystemExit(str(err)) from None
 
 
 def main(argv=None):
@@ -457,7 +265,7 @@ def main(argv=None):
             base_url, pgid = args.url.rstrip("/"), args.server_pid
         else:
             print("starting clas_system ...", flush=True)
-            own = OwnServer(SERVER_INIT_ARGS, workdir.name)
+            own = own_server(Path(workdir.name))
             base_url, pgid = own.url, own.pgid
         url = f"{base_url}/predict/{args.module}"
         images = load_images(args.max_image_bytes)
@@ -488,7 +296,7 @@ def main(argv=None):
             sampler.samples.append((elapsed, group_rss_kb(pgid)))
         if own is not None and not own.alive():
             tally.add("unexpected", example={"request": "-", "problem": f"server exited with {own.proc.returncode}: "
-                                                                        f"{own.log_tail(500)}"})
+                                                                        f"{own.log()[-500:]}"})
     finally:
         if own is not None:
             own.stop()

@@ -1,30 +1,23 @@
 """A standalone Milvus Lite server for tests and CI, started as a real Milvus server runs.
 
-    python tests/milvus_server.py --data-dir /tmp/milvus --port 0   # prints its URI, serves until killed
+    python -m harness.milvus_server --data-dir /tmp/milvus --port 0   # prints its URI, serves until killed
 
 Milvus Lite locks its data file to one process, but `milvus-lite` also runs as a standalone
 server speaking Milvus's gRPC protocol; every rec_system worker and server then connects to
-http://127.0.0.1:PORT like to a Milvus cluster. Tests use the `milvus_uri` fixture: the server
-named by $CLAS_MILVUS_URI when set (CI starts one), else one started here for the session.
+http://127.0.0.1:PORT like to a Milvus cluster. Tests use the `milvus_uri` fixture (conftest):
+the server named by $CLAS_MILVUS_URI when set (CI starts one), else one started for the session.
 """
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
+from .ports import free_port
 
 READY_TIMEOUT_S = 60
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_milvus_server(data_dir, port, log_path):
@@ -64,20 +57,6 @@ def stop_milvus_server(proc):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-
-
-@pytest.fixture(scope="session")
-def milvus_uri(tmp_path_factory):
-    """The address of a running Milvus (Lite standalone) server."""
-    if os.environ.get("CLAS_MILVUS_URI"):
-        yield os.environ["CLAS_MILVUS_URI"]
-        return
-    pytest.importorskip("pymilvus", reason="the milvus backend's extra is not installed: pip install '.[milvus]'")
-    pytest.importorskip("milvus_lite", reason="the milvus backend's extra is not installed: pip install '.[milvus]'")
-    folder = tmp_path_factory.mktemp("milvus")
-    proc, uri = start_milvus_server(folder / "data", free_port(), folder / "server.log")
-    yield uri
-    stop_milvus_server(proc)
 
 
 def main(argv=None):

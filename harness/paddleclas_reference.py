@@ -3,12 +3,12 @@
 PaddleClas's deploy code pins numpy 1.24.4 and opencv <= 4.6, which our venv does not, so the
 reference lives in `.venv-paddleclas` (repo root): `paddleclas==2.6.0 --no-deps` plus only what
 its deploy/python scripts import (REFERENCE_DEPENDENCIES). Everything here runs in our venv and
-talks to bench/paddleclas_worker.py, started with the reference venv's python.
+talks to harness/paddleclas_worker.py, started with the reference venv's python.
 
     reference_python() -> Path
         The reference venv's python; creates/installs the venv first when it is missing or was
         installed with other pins (idempotent, instant when present). From the shell:
-        `python -m bench.paddleclas_reference install`.
+        `python -m harness.paddleclas_reference install`.
 
     reference_scores(images=None, *, preset=None, config=None, tensors=None,
                      batch_size=8, cpu_threads=2) -> [ {"class_ids", "scores", "label_names",
@@ -260,7 +260,7 @@ def time_predict_cls(images, *, preset=None, config=None, total_images=200, batc
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m bench.paddleclas_reference", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m harness.paddleclas_reference", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("install", help="create/update .venv-paddleclas")

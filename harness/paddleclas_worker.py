@@ -1,5 +1,5 @@
 """Runs inside the reference venv (.venv-paddleclas), never in ours: PaddleClas 2.6.0's own
-deploy code on a job described by a JSON file. Started by bench/paddleclas_reference.py as
+deploy code on a job described by a JSON file. Started by harness/paddleclas_reference.py as
 `<venv python> paddleclas_worker.py JOB.json OUT.json`; imports only the standard library here
 and the `paddleclas` wheel's deploy/ modules inside the functions.
 

@@ -1,8 +1,8 @@
--- wrk -t1 -c8 -d10s -s bench/wrk_rotate.lua http://127.0.0.1:PORT/predict/MODULE -- BODY_LIST
+-- wrk -t1 -c8 -d10s -s harness/wrk_rotate.lua http://127.0.0.1:PORT/predict/MODULE -- BODY_LIST
 --
 -- POSTs pre-encoded JSON bodies in rotation: BODY_LIST names one body file per line (written by
--- bench/run.py), all read once before the run. An answer counts as bad unless it is HTTP 200
--- with PaddleHub's success status "000". done() prints one JSON line for bench/run.py.
+-- harness/wrk.py), all read once before the run. An answer counts as bad unless it is HTTP 200
+-- with PaddleHub's success status "000". done() prints one JSON line for harness/wrk.py.
 
 local bodies = {}
 local next_body = 1

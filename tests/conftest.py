@@ -1,125 +1,81 @@
-"""Real servers for end-to-end tests: `hub serving start` in a subprocess on a free loopback port.
+"""Real servers for end-to-end tests (harness.hub_server: `hub serving start` in its own process
+group on a free loopback port, HUB_HOME in a temporary folder), the Milvus server, and the
+markers that sort the suite:
 
-PaddleHub runs with HUB_HOME in a temporary folder and its telemetry server pointed at an
-unused loopback address, so tests neither touch ~/.paddlehub nor try the network.
+    e2e      starts `hub serving start` (every test using hub_home, server_factory or a server)
+    browser  drives headless Chromium
+    milvus   needs a Milvus server ($CLAS_MILVUS_URI, else one started here)
+    slow     long on its own (kill -9 rounds, PaddleClas's reference runs)
+
+`make test-fast` runs the rest: `pytest -m "not (e2e or browser or milvus or slow)"`.
 """
-import json
 import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
-import requests
 
-from bench.soak import DEAD_TELEMETRY, free_port, hub_env
+from harness.hub_server import HubServerError, install_hub_modules, launch_hub_server
+from harness.milvus_server import start_milvus_server, stop_milvus_server
+from harness.ports import free_port
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_IMAGES = REPO.parent / "shared" / "images"
-HUB = str(Path(sys.executable).with_name("hub"))
+MARKERS = {
+    "e2e": "starts `hub serving start` (a real server in a subprocess)",
+    "browser": "drives headless Chromium (Debian's chromium, `make system-packages`)",
+    "milvus": "needs a Milvus server ($CLAS_MILVUS_URI, else one is started)",
+    "slow": "long on its own: kill -9 rounds, PaddleClas's reference runs",
+}
+FIXTURE_MARKERS = {"hub_home": "e2e", "chromium": "browser", "milvus_uri": "milvus"}
 
 
-def image_path(relative):
-    return str(SHARED_IMAGES / relative)
+def pytest_configure(config):
+    for name, meaning in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {meaning}")
 
 
-def image_bytes(relative):
-    return (SHARED_IMAGES / relative).read_bytes()
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for fixture, marker in FIXTURE_MARKERS.items():
+            if fixture in item.fixturenames:
+                item.add_marker(marker)
+
+
+def needs_system_package(package, present):
+    """Skip unless a Debian package the test needs is there (`make system-packages` installs it)."""
+    if not present():
+        pytest.skip(f"needs the Debian package {package}: make system-packages (apt-get install {package})")
 
 
 @pytest.fixture(scope="session")
 def hub_home(tmp_path_factory):
     """A PaddleHub home with every module under hubmodules/ installed, as `make serve` does."""
     home = tmp_path_factory.mktemp("hub_home")
-    env = hub_env(home)
-    subprocess.run([HUB, "config", f"server=={DEAD_TELEMETRY}"], env=env, check=True, capture_output=True)
-    for module_dir in sorted((REPO / "hubmodules").iterdir()):
-        if (module_dir / "module.py").exists():
-            done = subprocess.run([HUB, "install", str(module_dir)], env=env, capture_output=True, text=True)
-            if done.returncode != 0 or "Successfully installed" not in done.stdout + done.stderr:
-                pytest.fail(f"hub install {module_dir.name} failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+    try:
+        install_hub_modules(home)
+    except HubServerError as err:
+        pytest.fail(str(err))
     return home
 
 
-class HubServer:
-    def __init__(self, proc, port, log_path):
-        self.proc = proc
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.log_path = log_path
-
-    def log(self):
-        return Path(self.log_path).read_text(errors="replace")
-
-    def post(self, module, payload, **kwargs):
-        return requests.post(f"{self.url}/predict/{module}", json=payload, timeout=120, **kwargs).json()
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-
-
 def launch(hub_home, workdir, modules=None, command=None, use_multiprocess=False, workers=2):
-    """Start `hub serving start` (with -m for a plain module list, else -c config.json)."""
-    port = free_port()
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    if command is None:
-        config = {"modules_info": {name: {"init_args": {"version": "1.0.0", **init_args}, "predict_args": {}}
-                                   for name, init_args in modules.items()},
-                  "port": port, "use_multiprocess": use_multiprocess, "workers": workers}
-        config_path = workdir / f"config_{port}.json"
-        config_path.write_text(json.dumps(config))
-        command = ["serving", "start", "-c", str(config_path)]
-    else:
-        command = [c.replace("{port}", str(port)) for c in command]
-    log_path = workdir / f"server_{port}.log"
-    log = open(log_path, "w")
-    proc = subprocess.Popen([HUB, *command], env=hub_env(hub_home), stdout=log, stderr=subprocess.STDOUT,
-                            cwd=workdir, start_new_session=True)
-    return HubServer(proc, port, log_path)
+    return launch_hub_server(hub_home, workdir, modules=modules, command=command,
+                             use_multiprocess=use_multiprocess, workers=workers)
 
 
 def wait_ready(server, timeout=120):
-    """Until the server answers HTTP; fails with the server's log if it exits first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            pytest.fail(f"hub serving exited with {server.proc.returncode}:\n{server.log()[-4000:]}")
-        try:
-            # /ready is ours; PaddleHub's own runner (request_threads 0) answers it 404
-            if requests.get(f"{server.url}/ready", timeout=5).status_code != 503:
-                return server
-        except requests.RequestException:  # not listening yet, or workers still loading models
-            pass
-        time.sleep(0.3)
-    server.stop()
-    pytest.fail(f"hub serving did not answer within {timeout}s:\n{server.log()[-4000:]}")
-
-
-def start_server(hub_home, workdir, modules=None, command=None, use_multiprocess=False, workers=2):
-    return wait_ready(launch(hub_home, workdir, modules, command, use_multiprocess, workers))
+    """Until the server is ready; fails the test with the server's log if it exits first."""
+    try:
+        return server.wait_ready(timeout)
+    except HubServerError as err:
+        pytest.fail(str(err))
 
 
 def run_to_exit(hub_home, workdir, modules, timeout=120):
     """A server that is expected to refuse to start: (exit code, log)."""
     server = launch(hub_home, workdir, modules)
     try:
-        server.proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        server.stop()
-        pytest.fail(f"hub serving kept running; expected a start-up failure:\n{server.log()[-3000:]}")
-    return server.proc.returncode, server.log()
+        code = server.wait_exit(timeout)
+    except HubServerError as err:
+        pytest.fail(str(err))
+    return code, server.log()
 
 
 @pytest.fixture(scope="session")
@@ -129,7 +85,7 @@ def server_factory(hub_home, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("servers")
 
     def start(**kwargs):
-        server = start_server(hub_home, workdir, **kwargs)
+        server = wait_ready(launch(hub_home, workdir, **kwargs))
         started.append(server)
         return server
 
@@ -138,6 +94,15 @@ def server_factory(hub_home, tmp_path_factory):
         server.stop()
 
 
-def image_b64(relative):
-    import base64
-    return base64.b64encode(image_bytes(relative)).decode()
+@pytest.fixture(scope="session")
+def milvus_uri(tmp_path_factory):
+    """The address of a running Milvus (Lite standalone) server."""
+    if os.environ.get("CLAS_MILVUS_URI"):
+        yield os.environ["CLAS_MILVUS_URI"]
+        return
+    pytest.importorskip("pymilvus", reason="the milvus backend's extra is not installed: pip install '.[milvus]'")
+    pytest.importorskip("milvus_lite", reason="the milvus backend's extra is not installed: pip install '.[milvus]'")
+    folder = tmp_path_factory.mktemp("milvus")
+    proc, uri = start_milvus_server(folder / "data", free_port(), folder / "server.log")
+    yield uri
+    stop_milvus_server(proc)

@@ -6,14 +6,15 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import image_bytes
 
 from clas_system import Client
-from clas_system.backends import ModelError
-from clas_system.classifier import build_classifier
-from clas_system.codec import decode_image, ndarray_to_b64
-from clas_system.predictor import LazyPredictor, auto_backend, choose_backend, create_predictor
-from clas_system.preprocess import build_pipeline
+from clas_system.client.encode import ndarray_to_b64
+from clas_system.errors import ModelError
+from clas_system.ops.decode import decode_image
+from clas_system.ops.preprocess import build_pipeline
+from clas_system.runtime.predictor import LazyPredictor, auto_backend, choose_backend, create_predictor
+from clas_system.tasks.classify import build_classifier
+from harness.payloads import image_bytes
 from params import ParamsError, load_classifier_settings
 from params.common import PredictorParams
 
@@ -160,7 +161,7 @@ def test_each_process_loads_its_own_model_on_first_use():
 def test_auto_falls_back_when_openvino_cannot_convert_the_model(monkeypatch, caplog):
     """No real model OpenVINO refuses is at hand offline, so its refusal is simulated: the rest
     (the fallback runtime, the warning) is real."""
-    from clas_system.backends import openvino_runtime
+    from clas_system.runtime import openvino_runtime
 
     def refuse(*_args):
         raise ModelError("inference.pdmodel: OpenVINO could not load the model: unsupported op")

@@ -1,19 +1,17 @@
-"""The bench's own machinery, fast: wrk + its Lua script against a real server (answers checked,
+"""The bench's machinery, fast: wrk + its Lua script against a real server (answers checked,
 server CPU counted), the PaddleClas 2.6.0 reference venv on real images, and the soak's RSS
 trend report."""
-import shutil
-
 import numpy as np
 import pytest
 
-from bench import run as bench_run
-from bench.paddleclas_reference import PaddleClasReferenceError, reference_scores, time_predict_cls
-from bench.soak import hub_env, rss_summary
-from clas_system.classifier import build_classifier
-from clas_system.codec import decode_image
+from clas_system.ops.decode import decode_image
+from clas_system.tasks.classify import build_classifier
+from harness.hub_server import start_hub_server
+from harness.paddleclas_reference import PaddleClasReferenceError, reference_scores, time_predict_cls
+from harness.payloads import file_body, image_bytes, image_path
+from harness.process_stats import rss_summary
+from harness.wrk import find_wrk, run_wrk, served_row, write_bodies
 from params import load_classifier_settings
-
-from conftest import HUB, image_bytes, image_path
 
 ORIENTATION = ["orientation/img_rot0_demo.jpg", "orientation/img_rot180_demo.jpg"]
 TEXT_LINES = ["textline/textline_orientation_test_0_0.png", "textline/textline_orientation_test_1_0.png"]
@@ -21,26 +19,24 @@ TEXT_LINES = ["textline/textline_orientation_test_0_0.png", "textline/textline_o
 
 @pytest.fixture(scope="module")
 def wrk():
-    found = shutil.which("wrk")
+    found = find_wrk()
     if not found:
-        pytest.skip("wrk is not installed (apt-get install wrk): the bench's load generator")
+        pytest.skip("wrk is not installed (make system-packages): the bench's load generator")
     return found
 
 
 @pytest.fixture(scope="module")
 def bench_server(hub_home, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("bench_server")
-    server = bench_run.Server(HUB, "clas_system", {"version": "1.0.0", "preset": "text_line_orientation"}, False,
-                              workdir, hub_env(hub_home), workdir)
+    server = start_hub_server(hub_home, workdir, modules={"clas_system": {"preset": "text_line_orientation"}})
     yield server
     server.stop()
 
 
 def test_wrk_measures_a_real_server_and_its_cpu(wrk, bench_server, tmp_path):
-    bodies = [bench_run.file_body(image_bytes(name)) for name in TEXT_LINES]
-    body_list = bench_run.write_bodies(tmp_path, "file", bodies)
-    mode = bench_run.Mode(seconds=1.0, warmup_seconds=1.0, predict_cls_images=0, decode_repeats=0)
-    row = bench_run.served_row(wrk, bench_server, bodies, body_list, mode)
+    bodies = [file_body(image_bytes(name)) for name in TEXT_LINES]
+    body_list = write_bodies(tmp_path, "file", bodies)
+    row = served_row(wrk, bench_server, "clas_system", bodies, body_list, seconds=1.0, warmup_seconds=1.0)
     assert row["requests"] > 10
     assert row["bad_answers"] == 0 and row["socket_errors"] == 0
     assert 0 < row["p50_ms"] <= row["p99_ms"]
@@ -49,12 +45,13 @@ def test_wrk_measures_a_real_server_and_its_cpu(wrk, bench_server, tmp_path):
 
 
 def test_wrk_counts_refused_requests_as_bad(wrk, bench_server, tmp_path):
-    body_list = bench_run.write_bodies(tmp_path, "empty", [b'{"images": []}'])
-    out = bench_run.run_wrk(wrk, bench_server.url, body_list, 1)
+    body_list = write_bodies(tmp_path, "empty", [b'{"images": []}'])
+    out = run_wrk(wrk, bench_server.predict_url("clas_system"), body_list, 1)
     assert out["requests"] > 0
     assert out["bad_answers"] == out["requests"]
 
 
+@pytest.mark.slow
 def test_paddleclas_reference_matches_our_engine_on_pulc():
     reference = reference_scores([image_path(n) for n in ORIENTATION], preset="text_image_orientation")
     assert [r["label_names"][0] for r in reference] == ["0", "180"]
@@ -66,6 +63,7 @@ def test_paddleclas_reference_matches_our_engine_on_pulc():
     assert np.max(np.abs(ours - expected)) <= 1e-4
 
 
+@pytest.mark.slow
 def test_paddleclas_reference_runs_the_text_line_model_on_given_tensors():
     engine = build_classifier(load_classifier_settings({"preset": "text_line_orientation"}))
     tensors = np.stack([engine.preprocess(decode_image(image_bytes(n), to_rgb=engine.to_rgb))
@@ -76,6 +74,7 @@ def test_paddleclas_reference_runs_the_text_line_model_on_given_tensors():
         reference_scores([image_path(n) for n in TEXT_LINES], preset="text_line_orientation")
 
 
+@pytest.mark.slow
 def test_paddleclas_predict_cls_is_timed_on_every_image():
     out = time_predict_cls([image_path(n) for n in ORIENTATION], preset="text_image_orientation",
                            total_images=16, batch_size=8)

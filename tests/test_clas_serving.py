@@ -1,5 +1,4 @@
 """clas_system end to end: a real `hub serving start` subprocess, real packaged models, HTTP."""
-import base64
 import json
 import subprocess
 import sys
@@ -7,21 +6,20 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO, image_bytes, image_path, run_to_exit
+from conftest import run_to_exit
 
 from clas_system import Client, ServerError
-from clas_system.classifier import build_classifier
-from clas_system.codec import decode_image, ndarray_to_b64
+from clas_system.client.encode import ndarray_to_b64
+from clas_system.ops.decode import decode_image
+from clas_system.tasks.classify import build_classifier
+from harness.hub_server import user_command
+from harness.payloads import REPO, image_bytes, image_path
 from params import load_classifier_settings
 
 TEXT_UP = "textline/textline_orientation_test_0_0.png"
 TEXT_DOWN = "textline/textline_orientation_test_1_0.png"
 ROT0 = "orientation/img_rot0_demo.jpg"
 ROT180 = "orientation/img_rot180_demo.jpg"
-
-
-def b64(data):
-    return base64.b64encode(data).decode()
 
 
 def rotated_jpeg(name, code):
@@ -31,7 +29,7 @@ def rotated_jpeg(name, code):
 @pytest.fixture(scope="module")
 def default_server(server_factory):
     """The user's own command: `hub serving start -m clas_system -p PORT`."""
-    return server_factory(command=["serving", "start", "-m", "clas_system", "-p", "{port}"])
+    return server_factory(command=user_command("clas_system"))
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +109,7 @@ def test_server_error_is_typed_and_server_keeps_serving(pulc_server):
 
 
 def test_client_cli_classifies_a_folder(pulc_server):
-    done = subprocess.run([sys.executable, "-m", "clas_system.client_cli", "classify", image_path("orientation"),
+    done = subprocess.run([sys.executable, "-m", "clas_system.client.cli", "classify", image_path("orientation"),
                            "--url", pulc_server.url], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]

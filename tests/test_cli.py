@@ -9,12 +9,12 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, SHARED_IMAGES, image_bytes
 from fixtures_detector import export_fixture_detector
 from PIL import Image
 
-from clas_system import client_cli
-from clas_system.client_cli import EXIT_OK, EXIT_SERVER, EXIT_SOME_FAILED, EXIT_USAGE
+from clas_system.client import cli as client_cli
+from clas_system.client.cli import EXIT_OK, EXIT_SERVER, EXIT_SOME_FAILED, EXIT_USAGE
+from harness.payloads import REPO, SHARED_IMAGES, image_bytes
 
 SMALL_IMAGES = sorted(str(p.relative_to(SHARED_IMAGES)) for folder in ("textline", "orientation", "imagenet")
                       for p in (SHARED_IMAGES / folder).iterdir())
@@ -65,7 +65,7 @@ def test_a_folder_of_200_images_shows_progress_and_exits_0(clas_server, tmp_path
     folder = tmp_path / "photos"
     copy_images(folder / "a", 120)
     copy_images(folder / "b", 80)
-    done = subprocess.run([sys.executable, "-m", "clas_system.client_cli", "classify", str(folder),
+    done = subprocess.run([sys.executable, "-m", "clas_system.client.cli", "classify", str(folder),
                            "--url", clas_server.url, "--top-k", "2", "--workers", "2", "--batch-size", "16"],
                           capture_output=True, text=True, timeout=300, cwd=REPO)
     assert done.returncode == EXIT_OK, done.stderr[-2000:]

@@ -5,7 +5,6 @@ boxed by hand in tests/data/product_query_boxes.json; and, for the PaddleDetecti
 the generated fixture of fixtures_detector.py (no real PicoDet mainbody detector is available
 offline): fixed boxes at fixed scores, so every coordinate can be checked exactly.
 """
-import base64
 import json
 import shutil
 from pathlib import Path
@@ -13,15 +12,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import image_bytes
 from fixtures_detector import export_fixture_detector
 
 from clas_system import Client
-from clas_system.codec import decode_image
-from clas_system.detection import (boxes_to_results, build_batcher, build_detector, build_preprocess,
-                                   clip_and_sort, detect_request)
-from clas_system.saliency import saliency_boxes
-from clas_system.serving import RequestError
+from clas_system.errors import BadRequest
+from clas_system.ops.decode import decode_image
+from clas_system.ops.detect_preprocess import build_detect_preprocess
+from clas_system.serving.detect import detect_request
+from clas_system.tasks.detect import build_batcher, build_detector
+from clas_system.tasks.detect.boxes import boxes_to_results, clip_and_sort
+from clas_system.tasks.detect.saliency import saliency_boxes
+from harness.payloads import b64, image_bytes
 from params import ParamsError
 from params.detector import PPSHITU_DET_PREPROCESS, SaliencySettings, load_detector_settings, parse_det_ops
 
@@ -40,10 +41,6 @@ def fixture_detector(tmp_path_factory):
 @pytest.fixture(scope="session")
 def detector(fixture_detector):
     return build_detector(load_detector_settings({"model_dir": str(fixture_detector[0])}))
-
-
-def b64(data):
-    return base64.b64encode(data).decode()
 
 
 def expected_results(expected, name, threshold=0.2, max_det_results=5):
@@ -174,7 +171,7 @@ def test_preprocess_equals_paddledetection_deploy(name, target_size, keep_ratio,
                 "is_scale": True},
                {"type": "Permute"}, {"type": "PadStride", "stride": stride}]
     image = decode_image(image_bytes(name))
-    result = build_preprocess(parse_det_ops(entries, "ops"))(image)
+    result = build_detect_preprocess(parse_det_ops(entries, "ops"))(image)
     tensor, im_shape, scale_factor = paddledetection_reference_input(image, target_size, keep_ratio, stride)
     np.testing.assert_allclose(result.tensor, tensor, atol=1e-5)
     assert result.im_shape.tolist() == list(im_shape)
@@ -233,11 +230,11 @@ def test_request_checks_every_image_and_field(detector):
     good = b64(image_bytes(COCO))
     body = detect_request(detector, batcher, {"images": [good], "threshold": 0.5, "max_det_results": 1})
     assert [r["score"] for r in body["prediction"][0]] == pytest.approx([0.95])
-    with pytest.raises(RequestError, match=r"images\[1\]: .*; images\[2\]: "):
+    with pytest.raises(BadRequest, match=r"images\[1\]: .*; images\[2\]: "):
         detect_request(detector, batcher, {"images": [good, b64(b"not an image"), b64(b"\xff\xd8 broken")]})
-    with pytest.raises(RequestError, match="threshold: expected a number from 0 to 1"):
+    with pytest.raises(BadRequest, match="threshold: expected a number from 0 to 1"):
         detect_request(detector, batcher, {"images": [good], "threshold": 2})
-    with pytest.raises(RequestError, match="unknown field"):
+    with pytest.raises(BadRequest, match="unknown field"):
         detect_request(detector, batcher, {"images": [good], "top_k": 1})
 
 

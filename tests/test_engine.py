@@ -7,13 +7,16 @@ import time
 import cv2
 import numpy as np
 import pytest
-from conftest import image_bytes, image_path
 
-from clas_system.batching import DynamicBatcher
-from clas_system.classifier import build_classifier
-from clas_system.codec import ImageError, b64_to_ndarray, decode_image, ndarray_to_b64
-from clas_system.postprocess import build_postprocess
-from clas_system.preprocess import build_pipeline, build_preprocess
+from clas_system.client.encode import ndarray_to_b64
+from clas_system.errors import ImageError
+from clas_system.ops.decode import decode_image
+from clas_system.ops.postprocess import build_postprocess
+from clas_system.ops.preprocess import build_pipeline, build_preprocess
+from clas_system.runtime.batching import DynamicBatcher
+from clas_system.serving.classify import b64_to_ndarray
+from clas_system.tasks.classify import build_classifier
+from harness.payloads import image_bytes, image_path
 from params import ParamsError, load_classifier_settings
 from params.ops import MultiLabelThreshOutput, Topk, parse_ops
 
@@ -72,7 +75,7 @@ def test_ops_the_batch_pass_cannot_do_run_per_image_as_before():
 
 
 def test_image_larger_than_pad_to_size_is_refused_per_image():
-    from clas_system.preprocess import PreprocessError
+    from clas_system.errors import PreprocessError
     ops = parse_ops([{"ResizeImage": {"size": [200, 40]}}, {"NormalizeImage": {"order": "hwc"}},
                      {"PadToSize": {"size": [192, 48]}}, {"ToCHWImage": None}], "ops")
     with pytest.raises(PreprocessError, match="200x40 is larger than PadToSize 192x48"):
@@ -269,15 +272,15 @@ def test_batcher_splits_a_large_request_into_model_batches():
 
 
 def test_readme_documents_every_setting():
-    from conftest import REPO
+    from harness.payloads import REPO
     from params import ClassifierParams, describe
-    readme = (REPO / "README.md").read_text()
+    readme = "".join(path.read_text() for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))])
     missing = [key for key, *_ in describe(ClassifierParams) if f"`{key}`" not in readme]
     assert not missing
 
 
 def test_extreme_aspect_ratio_is_refused_not_resized():
-    from clas_system.preprocess import PreprocessError
+    from clas_system.errors import PreprocessError
     preprocess = build_preprocess(parse_ops(IMAGENET_OPS, "ops"))
     with pytest.raises(PreprocessError, match="aspect ratio is too extreme"):
         preprocess(np.zeros((1, 2000, 3), np.uint8))
@@ -286,7 +289,7 @@ def test_extreme_aspect_ratio_is_refused_not_resized():
 @pytest.mark.parametrize("preset, fix", [("text_line_orientation", "pip install paddlepaddle-gpu"),
                                          ("text_image_orientation", "pip install onnxruntime-gpu")])
 def test_use_gpu_on_a_cpu_build_fails_at_start_up_naming_the_fix(preset, fix):
-    from clas_system.predictor import ModelError
+    from clas_system.errors import ModelError
     settings = load_classifier_settings({"preset": preset, "predictor": {"use_gpu": True}})
     with pytest.raises(ModelError, match=fix):
         build_classifier(settings)

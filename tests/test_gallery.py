@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clas_system.gallery import (SNAPSHOT, WAL, GalleryError, create_gallery, encode_record, ivf_training_size,
-                                 open_gallery, read_gallery_list)
+from clas_system.gallery import (SNAPSHOT, WAL, GalleryError, create_faiss_gallery, encode_record,
+                                 ivf_training_size, open_faiss_gallery, read_gallery_list)
 
 REPO = Path(__file__).resolve().parents[1]
 DIM = 32
-# name -> (create_gallery arguments, how many items to add)
+# name -> (create_faiss_gallery arguments, how many items to add)
 KINDS = {
     "Flat": (dict(method="Flat", metric="IP"), 200),
     "HNSW32": (dict(method="HNSW32", metric="IP"), 200),
@@ -42,7 +42,7 @@ def labels_for(count, prefix="item"):
 
 def filled(tmp_path, kind):
     args, count = KINDS[kind]
-    gallery = create_gallery(tmp_path / "g", DIM, **args)
+    gallery = create_faiss_gallery(tmp_path / "g", DIM, **args)
     vectors = unit_vectors(count)
     ids = gallery.add(vectors, labels_for(count), docs=[f"doc {i}" for i in range(count)])
     return gallery, vectors, ids
@@ -57,7 +57,7 @@ def test_add_search_remove(tmp_path, kind):
     gallery, vectors, ids = filled(tmp_path, kind)
     assert ids == list(range(len(vectors)))
     if kind == "IVF":
-        assert len(vectors) >= ivf_training_size(4) and "IVF" in type(gallery._index).__name__
+        assert len(vectors) >= ivf_training_size(4) and "IVF" in type(gallery._state.index).__name__
     results = gallery.search(vectors, k=3)
     assert [hits[0].label for hits in results] == labels_for(len(vectors))
     assert results[0][0].doc == "doc 0"
@@ -84,7 +84,7 @@ def test_save_and_reopen_give_identical_results(tmp_path, kind):
     before = gallery.search(vectors, k=5)
     gallery.close()
     assert os.path.getsize(tmp_path / "g" / WAL) == 0
-    with open_gallery(tmp_path / "g") as reopened:
+    with open_faiss_gallery(tmp_path / "g") as reopened:
         assert reopened.search(vectors, k=5) == before
         assert reopened.stats()["count"] == len(vectors) - 2
 
@@ -94,14 +94,14 @@ def test_log_replay_after_crash_without_save(tmp_path, kind):
     gallery, vectors, _ = filled(tmp_path, kind)
     gallery.remove(labels=["item 1"])
     gallery.close()  # writes nothing: the same files a crash would leave
-    with open_gallery(tmp_path / "g") as reopened:
+    with open_faiss_gallery(tmp_path / "g") as reopened:
         assert reopened.stats()["count"] == len(vectors) - 1
         assert reopened.search(vectors[0], k=1)[0][0].label == "item 0"
         assert 1 not in {hit.id for hit in reopened.search(vectors[1], k=len(vectors))[0]}
 
 
 def test_never_more_hits_than_live_items(tmp_path):
-    gallery = create_gallery(tmp_path / "g", DIM, method="HNSW32")
+    gallery = create_faiss_gallery(tmp_path / "g", DIM, method="HNSW32")
     gallery.add(unit_vectors(3), ["a", "b", "c"])
     assert [len(hits) for hits in gallery.search(unit_vectors(2, seed=1), k=10)] == [3, 3]
     gallery.remove(labels=["a", "b", "c"])
@@ -109,44 +109,44 @@ def test_never_more_hits_than_live_items(tmp_path):
 
 
 def test_hnsw_tombstones_are_skipped_and_rebuilt(tmp_path):
-    gallery = create_gallery(tmp_path / "g", DIM, method="HNSW32")
+    gallery = create_faiss_gallery(tmp_path / "g", DIM, method="HNSW32")
     vectors = unit_vectors(400)
     gallery.add(vectors, labels_for(400))
     gallery.remove(ids=list(range(0, 400, 5)))  # 20%: tombstones, still in the graph
-    assert gallery._index.ntotal == 400
+    assert gallery._state.index.ntotal == 400
     for hits in gallery.search(vectors[:50], k=5):
         assert len(hits) == 5 and all(hit.id % 5 for hit in hits)
     gallery.save()
     gallery.close()
-    gallery = open_gallery(tmp_path / "g")
+    gallery = open_faiss_gallery(tmp_path / "g")
     assert gallery.search(vectors[5], k=1)[0][0].label != "item 5"
     gallery.remove(ids=list(range(1, 400, 5)))  # 40%: the graph is rebuilt from live items
-    assert gallery._index.ntotal == 240
+    assert gallery._state.index.ntotal == 240
     assert gallery.search(vectors[2], k=1)[0][0].label == "item 2"
 
 
 def test_scores_are_higher_is_better_for_every_metric(tmp_path):
     vectors, query = unit_vectors(4), unit_vectors(1, seed=1)
-    ip = create_gallery(tmp_path / "ip", DIM, method="Flat", metric="IP")
+    ip = create_faiss_gallery(tmp_path / "ip", DIM, method="Flat", metric="IP")
     ip.add(vectors, labels_for(4))
     assert np.allclose([h.score for h in ip.search(query, 4)[0]], np.sort(vectors @ query[0])[::-1], atol=1e-5)
-    l2 = create_gallery(tmp_path / "l2", DIM, method="Flat", metric="L2")
+    l2 = create_faiss_gallery(tmp_path / "l2", DIM, method="Flat", metric="L2")
     l2.add(vectors, labels_for(4))
     squared = ((vectors - query) ** 2).sum(axis=1)
     assert np.allclose([h.score for h in l2.search(query, 4)[0]], -np.sort(squared), atol=1e-5)
-    bits = create_gallery(tmp_path / "bits", 16, method="Flat", metric="hamming")
+    bits = create_faiss_gallery(tmp_path / "bits", 16, method="Flat", metric="hamming")
     bits.add([[1] * 16, [1] * 8 + [0] * 8], ["all", "half"])
     assert [(h.label, h.score) for h in bits.search([[1] * 16], 2)[0]] == [("all", 1.0), ("half", 0.5)]
 
 
 def test_ivf_pq_trains_at_its_threshold(tmp_path):
-    gallery = create_gallery(tmp_path / "g", 8, method="IVF", metric="L2", nlist=2, pq_size=4)
+    gallery = create_faiss_gallery(tmp_path / "g", 8, method="IVF", metric="L2", nlist=2, pq_size=4)
     count = ivf_training_size(2, pq_size=4)
     vectors = unit_vectors(count, dim=8)
     gallery.add(vectors[:10], labels_for(10))
     assert gallery.search(vectors[3], k=1)[0][0].label == "item 3"  # exact before training
     gallery.add(vectors[10:], labels_for(count)[10:])
-    assert type(gallery._index).__name__ == "IndexIVFPQ"
+    assert type(gallery._state.index).__name__ == "IndexIVFPQ"
     assert len(gallery.search(vectors[:2], k=5)[0]) == 5
 
 
@@ -154,7 +154,7 @@ def test_ivf_pq_trains_at_its_threshold(tmp_path):
 
 
 def small_gallery(tmp_path, adds=3):
-    gallery = create_gallery(tmp_path / "g", DIM, method="Flat")
+    gallery = create_faiss_gallery(tmp_path / "g", DIM, method="Flat")
     for i in range(adds):
         gallery.add(unit_vectors(1, seed=i), [f"item {i}"])
     gallery.close()
@@ -168,10 +168,10 @@ def test_torn_final_record_is_discarded(tmp_path, tail):
                            unit_vectors(1).tobytes())
     with open(directory / WAL, "ab") as f:
         f.write(record[:len(record) // 2] if tail == "half a record" else bytes(100))
-    with open_gallery(directory) as gallery:
+    with open_faiss_gallery(directory) as gallery:
         assert gallery.stats()["labels"] == {"item 0": 1, "item 1": 1, "item 2": 1}
         gallery.add(unit_vectors(1, seed=9), ["after"])
-    with open_gallery(directory) as gallery:
+    with open_faiss_gallery(directory) as gallery:
         assert gallery.stats()["count"] == 4 and "after" in gallery.stats()["labels"]
 
 
@@ -181,7 +181,7 @@ def test_corrupt_middle_record_refuses_to_open(tmp_path):
     data[30] ^= 0xFF  # inside the first record's payload
     (directory / WAL).write_bytes(bytes(data))
     with pytest.raises(GalleryError, match=f"{WAL}.*corrupt"):
-        open_gallery(directory)
+        open_faiss_gallery(directory)
 
 
 def test_corrupt_or_missing_files_refuse_to_open(tmp_path):
@@ -189,35 +189,35 @@ def test_corrupt_or_missing_files_refuse_to_open(tmp_path):
     snapshot = (directory / SNAPSHOT).read_bytes()
     (directory / SNAPSHOT).write_bytes(snapshot[:len(snapshot) // 2])
     with pytest.raises(GalleryError, match=SNAPSHOT):
-        open_gallery(directory)
+        open_faiss_gallery(directory)
     (directory / SNAPSHOT).write_bytes(snapshot)
     (directory / WAL).unlink()
     with pytest.raises(GalleryError, match=f"{WAL} is missing"):
-        open_gallery(directory)
+        open_faiss_gallery(directory)
     (directory / SNAPSHOT).unlink()
     with pytest.raises(GalleryError, match="holds no gallery"):
-        open_gallery(directory)
+        open_faiss_gallery(directory)
 
 
 def test_crash_between_snapshot_and_log_reset_replays_nothing_twice(tmp_path):
     directory = small_gallery(tmp_path)
     old_log = (directory / WAL).read_bytes()
-    with open_gallery(directory) as gallery:
+    with open_faiss_gallery(directory) as gallery:
         gallery.save()
     (directory / WAL).write_bytes(old_log)  # as if the crash came before the log was emptied
-    with open_gallery(directory) as gallery:
+    with open_faiss_gallery(directory) as gallery:
         assert gallery.stats()["count"] == 3
         assert gallery.add(unit_vectors(1), ["next"]) == [3]
 
 
 def test_kill_9_never_loses_an_acknowledged_add(tmp_path):
     directory = tmp_path / "g"
-    create_gallery(directory, DIM, method="HNSW32").close()
+    create_faiss_gallery(directory, DIM, method="HNSW32").close()
     child = (
         "import sys, numpy as np\n"
-        "from clas_system.gallery import open_gallery\n"
+        "from clas_system.gallery import open_faiss_gallery\n"
         "directory, seed, dim = sys.argv[1], sys.argv[2], int(sys.argv[3])\n"
-        "gallery = open_gallery(directory)\n"
+        "gallery = open_faiss_gallery(directory)\n"
         "rng = np.random.default_rng(int(seed))\n"
         "for i in range(10**6):\n"
         "    label = f'{seed}-{i}'\n"
@@ -242,7 +242,7 @@ def test_kill_9_never_loses_an_acknowledged_add(tmp_path):
         assert proc.wait() == -signal.SIGKILL
         proc.stdout.close()
         proc.stderr.close()
-        with open_gallery(directory) as gallery:
+        with open_faiss_gallery(directory) as gallery:
             missing = acknowledged - set(gallery.stats()["labels"])
         assert not missing, f"round {round_number}: acknowledged adds lost: {sorted(missing)}"
 
@@ -252,30 +252,30 @@ def test_kill_9_never_loses_an_acknowledged_add(tmp_path):
 
 def test_fingerprint_mismatch_names_the_differing_keys(tmp_path):
     built_with = {"model": "PPLCNetV2_base", "resize": 224, "mean": [0.485, 0.456, 0.406]}
-    create_gallery(tmp_path / "g", DIM, fingerprint=built_with).close()
+    create_faiss_gallery(tmp_path / "g", DIM, fingerprint=built_with).close()
     with pytest.raises(GalleryError, match=r"differs in model \(gallery: 'PPLCNetV2_base', expected: 'other'\)"):
-        open_gallery(tmp_path / "g", expected_fingerprint=dict(built_with, model="other"))
+        open_faiss_gallery(tmp_path / "g", expected_fingerprint=dict(built_with, model="other"))
     with pytest.raises(GalleryError, match=r"crop \(gallery: missing"):
-        open_gallery(tmp_path / "g", expected_fingerprint=dict(built_with, crop=224))
-    with open_gallery(tmp_path / "g", expected_fingerprint=dict(built_with)) as gallery:
+        open_faiss_gallery(tmp_path / "g", expected_fingerprint=dict(built_with, crop=224))
+    with open_faiss_gallery(tmp_path / "g", expected_fingerprint=dict(built_with)) as gallery:
         assert gallery.stats()["fingerprint"] == built_with
-    open_gallery(tmp_path / "g").close()  # no expectation: no check
+    open_faiss_gallery(tmp_path / "g").close()  # no expectation: no check
 
 
 def test_create_over_existing_gallery_needs_overwrite(tmp_path):
-    gallery = create_gallery(tmp_path / "g", DIM)
+    gallery = create_faiss_gallery(tmp_path / "g", DIM)
     gallery.add(unit_vectors(2), ["a", "b"])
     gallery.close()
     with pytest.raises(GalleryError, match="already holds a gallery.*overwrite=True"):
-        create_gallery(tmp_path / "g", DIM)
-    with create_gallery(tmp_path / "g", 16, method="Flat", overwrite=True) as gallery:
+        create_faiss_gallery(tmp_path / "g", DIM)
+    with create_faiss_gallery(tmp_path / "g", 16, method="Flat", overwrite=True) as gallery:
         assert gallery.stats()["count"] == 0 and gallery.stats()["dim"] == 16
 
 
 def test_every_opener_sees_every_change_on_its_next_call(tmp_path):
-    first = create_gallery(tmp_path / "g", DIM, method="HNSW32")
-    second = open_gallery(tmp_path / "g")
-    reader = open_gallery(tmp_path / "g", read_only=True)
+    first = create_faiss_gallery(tmp_path / "g", DIM, method="HNSW32")
+    second = open_faiss_gallery(tmp_path / "g")
+    reader = open_faiss_gallery(tmp_path / "g", read_only=True)
     vectors = unit_vectors(6)
     assert first.add(vectors[:2], ["a", "b"]) == [0, 1]
     assert second.search(vectors[1], k=1)[0][0].label == "b"
@@ -296,7 +296,7 @@ def test_every_opener_sees_every_change_on_its_next_call(tmp_path):
 
 def test_follower_skips_a_torn_record_until_the_next_writer_cuts_it(tmp_path):
     directory = small_gallery(tmp_path)
-    with open_gallery(directory) as follower, open_gallery(directory) as writer:
+    with open_faiss_gallery(directory) as follower, open_faiss_gallery(directory) as writer:
         record = encode_record({"seq": 4, "op": "add", "ids": [3], "labels": ["torn"], "docs": [None]},
                                unit_vectors(1).tobytes())
         with open(directory / WAL, "ab") as f:  # as a writer killed mid-append leaves it
@@ -308,9 +308,9 @@ def test_follower_skips_a_torn_record_until_the_next_writer_cuts_it(tmp_path):
 
 WRITER = (
     "import sys, numpy as np\n"
-    "from clas_system.gallery import open_gallery\n"
+    "from clas_system.gallery import open_faiss_gallery\n"
     "directory, name, dim = sys.argv[1], sys.argv[2], int(sys.argv[3])\n"
-    "gallery = open_gallery(directory)\n"
+    "gallery = open_faiss_gallery(directory)\n"
     "rng = np.random.default_rng(len(name))\n"
     "for i in range(40):\n"
     "    gallery.add(rng.standard_normal((1, dim)), [f'{name}-{i}'])\n"
@@ -322,8 +322,8 @@ WRITER = (
 
 def test_processes_writing_at_once_lose_nothing_and_agree(tmp_path):
     directory = tmp_path / "g"
-    create_gallery(directory, DIM, method="IVF", nlist=2).close()  # trains at 78 items, mid-run
-    watcher = open_gallery(directory, read_only=True)
+    create_faiss_gallery(directory, DIM, method="IVF", nlist=2).close()  # trains at 78 items, mid-run
+    watcher = open_faiss_gallery(directory, read_only=True)
     writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(directory), name, str(DIM)], cwd=REPO,
                                 stderr=subprocess.PIPE, text=True) for name in ("left", "right-hand")]
     while any(writer.poll() is None for writer in writers):
@@ -334,7 +334,7 @@ def test_processes_writing_at_once_lose_nothing_and_agree(tmp_path):
     expected = {f"{name}-{i}" for name in ("left", "right-hand") for i in range(40)
                 if not (i % 3 == 1 and i < 39)}
     assert set(watcher.stats()["labels"]) == expected
-    with open_gallery(directory) as reopened:
+    with open_faiss_gallery(directory) as reopened:
         assert reopened.stats() == watcher.stats()
         assert reopened.add(unit_vectors(1), ["last"]) == [80]  # 80 ids handed out, none twice
     watcher.close()
@@ -345,7 +345,7 @@ def _add_in_forked_child(gallery, vector):
 
 
 def test_a_forked_child_shares_the_gallery(tmp_path):
-    gallery = create_gallery(tmp_path / "g", DIM, method="Flat")
+    gallery = create_faiss_gallery(tmp_path / "g", DIM, method="Flat")
     gallery.add(unit_vectors(1), ["from the parent"])
     child = multiprocessing.get_context("fork").Process(target=_add_in_forked_child,
                                                         args=(gallery, unit_vectors(1, seed=3)))
@@ -368,7 +368,7 @@ def test_a_forked_child_shares_the_gallery(tmp_path):
     (lambda g: g.remove(ids=["a"]), "ids must be integers"),
 ])
 def test_bad_calls_say_what_is_wrong(tmp_path, call, message):
-    with create_gallery(tmp_path / "g", DIM) as gallery:
+    with create_faiss_gallery(tmp_path / "g", DIM) as gallery:
         with pytest.raises(GalleryError, match=message):
             call(gallery)
 
@@ -384,11 +384,11 @@ def test_bad_calls_say_what_is_wrong(tmp_path, call, message):
 ])
 def test_bad_settings_say_what_is_wrong(tmp_path, args, message):
     with pytest.raises(GalleryError, match=message):
-        create_gallery(tmp_path / "g", **{"dim": DIM, **args})
+        create_faiss_gallery(tmp_path / "g", **{"dim": DIM, **args})
 
 
 def test_concurrent_searches_during_adds_and_removes(tmp_path):
-    gallery = create_gallery(tmp_path / "g", DIM, method="HNSW32")
+    gallery = create_faiss_gallery(tmp_path / "g", DIM, method="HNSW32")
     gallery.add(unit_vectors(100), labels_for(100, "base"))
     removed_ids, errors, done = set(), [], threading.Event()
 

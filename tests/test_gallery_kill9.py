@@ -11,7 +11,9 @@ import threading
 import time
 
 import requests
-from conftest import image_b64, launch, wait_ready
+from conftest import launch, wait_ready
+
+from harness.payloads import image_b64
 
 KILLS = 10
 

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED_IMAGES, image_path
-from milvus_server import milvus_uri  # noqa: F401  (the fixture)
 
 from clas_system import Client
-from clas_system.gallery import (GalleryError, MilvusSettings, create_gallery, create_milvus_gallery,
+from clas_system.gallery import (GalleryError, MilvusSettings, create_faiss_gallery, create_milvus_gallery,
                                  migrate_gallery, open_milvus_gallery)
 from clas_system.gallery.migrate import migrate_between
+from harness.payloads import SHARED_IMAGES, image_path
 
 REPO = Path(__file__).resolve().parents[1]
 DIM = 32
@@ -34,7 +33,7 @@ def test_same_answers_as_faiss_flat(milvus_uri, tmp_path, metric):
     vectors, queries = unit_vectors(300), unit_vectors(20, seed=1)
     labels = [f"商品 {i}" for i in range(300)]  # CJK and spaces survive
     docs = [f"doc {i}" if i % 2 else None for i in range(300)]
-    with create_gallery(tmp_path / "g", DIM, method="Flat", metric=metric) as faiss_gallery, \
+    with create_faiss_gallery(tmp_path / "g", DIM, method="Flat", metric=metric) as faiss_gallery, \
             create_milvus_gallery(settings(milvus_uri), DIM, metric=metric) as milvus_gallery:
         faiss_gallery.add(vectors, labels, docs)
         ids = milvus_gallery.add(vectors, labels, docs)
@@ -111,17 +110,17 @@ def test_refusals_name_the_problem(milvus_uri):
 
 def test_migrate_faiss_to_milvus_and_back(milvus_uri, tmp_path):
     vectors = unit_vectors(500)
-    with create_gallery(tmp_path / "a", DIM, method="HNSW32", fingerprint=FINGERPRINT) as source:
+    with create_faiss_gallery(tmp_path / "a", DIM, method="HNSW32", fingerprint=FINGERPRINT) as source:
         source.add(vectors, [f"品 {i % 200}" for i in range(500)], [f"d{i}" for i in range(500)])
         source.remove(labels=["品 7"])
         where = settings(milvus_uri)
         with create_milvus_gallery(where, DIM, fingerprint=FINGERPRINT) as middle:
             report = migrate_gallery(source, middle)
             assert report == {"copied": 497, "source_count": 497, "target_count": 497, "checked_queries": 200}
-            with create_gallery(tmp_path / "b", DIM, method="Flat", fingerprint=FINGERPRINT) as back:
+            with create_faiss_gallery(tmp_path / "b", DIM, method="Flat", fingerprint=FINGERPRINT) as back:
                 assert migrate_gallery(middle, back)["target_count"] == 497
                 assert back.stats()["labels"] == source.stats()["labels"]
-            with create_gallery(tmp_path / "c", DIM, method="Flat", fingerprint={"model": "other"}) as other:
+            with create_faiss_gallery(tmp_path / "c", DIM, method="Flat", fingerprint={"model": "other"}) as other:
                 with pytest.raises(GalleryError, match="different feature fingerprints"):
                     migrate_gallery(middle, other)
             with pytest.raises(GalleryError, match="already holds 497 items"):
@@ -129,7 +128,7 @@ def test_migrate_faiss_to_milvus_and_back(milvus_uri, tmp_path):
 
 
 def test_migrate_between_refuses_and_cleans_up(milvus_uri, tmp_path):
-    with create_gallery(tmp_path / "g", DIM, method="Flat", fingerprint=FINGERPRINT) as source:
+    with create_faiss_gallery(tmp_path / "g", DIM, method="Flat", fingerprint=FINGERPRINT) as source:
         source.add(unit_vectors(50), [f"l{i}" for i in range(50)])
     where = settings(milvus_uri)
     report = migrate_between(tmp_path / "g", where, "milvus")

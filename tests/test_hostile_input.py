@@ -8,35 +8,22 @@ server-side path is never read. Images are checked by their declared size before
 decoded (decompression bombs). Unusual but valid images (alpha, 16-bit, grey, CMYK, palette,
 1x1, webp, bmp) are converted and classified, not refused.
 """
-import base64
 import io
 import os
-import struct
-import zlib
 
 import numpy as np
 import pytest
 import requests
-from conftest import image_bytes
 from PIL import Image
 
-from bench.soak import group_rss_kb
+from harness.payloads import b64, encode, image_bytes, jpeg_declaring, png_declaring
+from harness.process_stats import group_rss_kb
 
 MODULE = "clas_system"
 TEXT_UP = "textline/textline_orientation_test_0_0.png"
 LIMITS = {"max_images_per_request": 8, "max_image_pixels": 20_000_000, "max_request_bytes": 4_000_000}
 INPUT_SHAPE = [3, 48, 192]  # the default text-line model's input (ResizeByHeight 48, PadToSize 192)
 MAX_RSS_GROWTH_KB = 500 * 1024
-
-
-def b64(data):
-    return base64.b64encode(data).decode()
-
-
-def encode(image, fmt, **kwargs):
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **kwargs)
-    return buffer.getvalue()
 
 
 def upright():
@@ -46,22 +33,6 @@ def upright():
 
 def valid():
     return b64(image_bytes(TEXT_UP))
-
-
-def png_declaring(width, height):
-    """A real 1x1 PNG whose IHDR claims width x height (CRC fixed, so it parses as a valid header)."""
-    data = bytearray(encode(Image.new("L", (1, 1)), "PNG"))
-    struct.pack_into(">II", data, 16, width, height)  # IHDR data starts at 16: width, height
-    struct.pack_into(">I", data, 29, zlib.crc32(bytes(data[12:29])))  # CRC over type + 13 data bytes
-    return bytes(data)
-
-
-def jpeg_declaring(width, height):
-    """A real 8x8 baseline JPEG whose SOF0 claims width x height."""
-    data = bytearray(encode(Image.new("RGB", (8, 8)), "JPEG"))
-    sof = data.find(b"\xff\xc0")
-    struct.pack_into(">HH", data, sof + 5, height, width)  # marker, length(2), precision(1), height, width
-    return bytes(data)
 
 
 def mpo():

@@ -1,6 +1,5 @@
 """Operations against real servers: typed errors on the wire and in the client, health and
 readiness, overload, graceful stop, and settings that do not fit the model failing at start."""
-import base64
 import concurrent.futures
 import os
 import signal
@@ -9,18 +8,15 @@ import time
 import numpy as np
 import pytest
 import requests
-from conftest import image_bytes, launch, run_to_exit
+from conftest import launch, run_to_exit
 
 from clas_system import (BadRequestError, Client, ModelFailureError, OverloadedError, ServerUnreachable,
                          TooLargeError, UnauthorizedError)
-from clas_system.codec import ndarray_to_b64
+from clas_system.client.encode import ndarray_to_b64
+from harness.payloads import b64, image_bytes
 
 MODULE = "clas_system"
 TEXT_UP = "textline/textline_orientation_test_0_0.png"
-
-
-def b64(data):
-    return base64.b64encode(data).decode()
 
 
 def valid_request(count=1):

@@ -2,7 +2,7 @@
 and checked against PaddleClas 2.6.0 itself.
 
 The reference is PaddleClas's own deploy/python/build_gallery.py and predict_system.py, run in
-the reference venv (bench/paddleclas_reference.py) by tests/paddleclas_shitu_runner.py, with the
+the reference venv (harness/paddleclas_reference.py) by tests/paddleclas_shitu_runner.py, with the
 same feature model as ours: the derived DINOv2 model, handed to PaddleClas as
 <folder>/inference.onnx with Global.use_onnx (its ONNX Runtime path). No detector on either side
 (PaddleClas has none offline), so the whole image is the region, as predict_system does.
@@ -15,19 +15,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED_IMAGES, image_bytes
 
 from clas_system import gallery_cli
-from clas_system.gallery import GalleryError, create_gallery, open_gallery
-from clas_system.paddleclas_index import (import_into_gallery, read_id_map, read_paddleclas_index,
+from clas_system.gallery import GalleryError, create_faiss_gallery, open_faiss_gallery
+from clas_system.gallery.paddleclas_index import (import_into_gallery, read_id_map, read_paddleclas_index,
                                           write_paddleclas_index)
-from clas_system.recognition import build_recognizer
+from clas_system.tasks.recognition import build_recognizer
+from harness.paddleclas_reference import reference_python
+from harness.payloads import SHARED_IMAGES, image_bytes
 from params.recognition import load_recognition_settings
 
 RUNNER = Path(__file__).with_name("paddleclas_shitu_runner.py")
-# PaddleClas's deploy scripts import faiss; 1.8.0.post1 is the last one built for numpy 1.x wheels
-# of this Python that the reference venv's numpy==1.24.4 pin accepts.
-REFERENCE_FAISS = "faiss-cpu==1.8.0.post1"
 LABELS = {  # the shared product gallery, plus drinks labelled with spaces and CJK
     **{f"product/gallery/anmuxi/00{i}.jpg": "anmuxi" for i in range(1, 7)},
     "drink/nongfu_spring.jpeg": "农夫山泉 spring water",
@@ -103,7 +101,7 @@ def test_export_then_import_keeps_vectors_labels_and_answers(tmp_path, method, m
     vectors = rng.normal(size=(64, 64)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     labels = [f"item {i % 5}" if i % 3 else f"农夫山泉 {i}" for i in range(64)]
-    with create_gallery(tmp_path / "ours", 64, method=method, metric=metric, nlist=4) as gallery:
+    with create_faiss_gallery(tmp_path / "ours", 64, method=method, metric=metric, nlist=4) as gallery:
         gallery.add(vectors, labels)
         gallery.remove(ids=[3, 5])
         queries = vectors[[0, 1, 2, 4, 6, 7, 8, 9]]
@@ -121,7 +119,7 @@ def test_export_then_import_keeps_vectors_labels_and_answers(tmp_path, method, m
         stored = by_line[f"{i}\t{labels[i]}"]
         np.testing.assert_allclose(stored, (vectors[i] > 0) if metric == "hamming" else vectors[i], atol=1e-6)
 
-    with create_gallery(tmp_path / "again", 64, method=method, metric=metric, nlist=4) as again:
+    with create_faiss_gallery(tmp_path / "again", 64, method=method, metric=metric, nlist=4) as again:
         import_into_gallery(index, again)
         assert again.stats()["labels"] == {label: sum(labels[i] == label for i in kept) for label in
                                            {labels[i] for i in kept}}
@@ -131,17 +129,6 @@ def test_export_then_import_keeps_vectors_labels_and_answers(tmp_path, method, m
 
 
 # ---- against PaddleClas 2.6.0 -------------------------------------------------------------------
-
-def reference_python():
-    """The reference venv's python, with the faiss PaddleClas's PP-ShiTu scripts import."""
-    from bench.paddleclas_reference import reference_python as bench_reference_python
-
-    python = str(bench_reference_python())
-    if subprocess.run([python, "-c", "import faiss"], capture_output=True).returncode != 0:
-        done = subprocess.run([python, "-m", "pip", "install", "-q", REFERENCE_FAISS], capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr[-3000:]
-    return python
-
 
 def run_paddleclas(python, workdir, job):
     job_path, out_path = workdir / f"{job['action']}_job.json", workdir / f"{job['action']}_out.json"
@@ -217,7 +204,7 @@ def assert_same_top1(ours, theirs):
 
 def test_paddleclas_built_index_imports_and_answers_as_paddleclas(compared):
     assert all(compared["theirs"]), compared["theirs"]  # PaddleClas recognises every query (score_thres 0.5)
-    with open_gallery(compared["imported"], read_only=True) as gallery:
+    with open_faiss_gallery(compared["imported"], read_only=True) as gallery:
         stats = gallery.stats()
     assert stats["labels"] == {"anmuxi": 6, "农夫山泉 spring water": 1, "优加": 1, "mosilian yoghurt": 1}
     assert (stats["method"], stats["metric"], stats["dim"]) == ("HNSW32", "IP", 384)

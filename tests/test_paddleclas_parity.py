@@ -1,5 +1,5 @@
 """Accuracy against PaddleClas itself: the `paddleclas==2.6.0` wheel's own deploy/python
-preprocessing, Predictor and Topk (run in .venv-paddleclas by bench/paddleclas_reference.py)
+preprocessing, Predictor and Topk (run in .venv-paddleclas by harness/paddleclas_reference.py)
 against our served path on every backend, on the real shared images: top-k order identical
 and every probability within 1e-4.
 
@@ -14,11 +14,11 @@ served path must give the same scores from the image files.
 """
 import numpy as np
 import pytest
-from conftest import SHARED_IMAGES
 
-from bench.paddleclas_reference import reference_scores
-from clas_system.classifier import build_classifier
-from clas_system.codec import decode_image
+from clas_system.ops.decode import decode_image
+from clas_system.tasks.classify import build_classifier
+from harness.paddleclas_reference import reference_scores
+from harness.payloads import SHARED_IMAGES
 from params import load_classifier_settings
 
 PULC = "text_image_orientation"

@@ -9,13 +9,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from conftest import image_b64, image_path, launch, wait_ready
+from conftest import launch, wait_ready
 
-from clas_system import Client, recognition
+from clas_system import Client
+from clas_system.tasks import recognition
+from harness.payloads import image_b64, image_path
 
 pytestmark = pytest.mark.skipif(
     hasattr(recognition, "check_process"),
-    reason="clas_system.recognition still refuses requests in forked workers (check_process)")
+    reason="clas_system.tasks.recognition still refuses requests in forked workers (check_process)")
 
 COCO = "misc/coco_000000570688.jpg"
 REQUESTS = 20

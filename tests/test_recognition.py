@@ -4,21 +4,22 @@
 Tests of serving mechanics (durability, restarts, start-up errors, NMS with the fixture detector,
 the CLI) run with LIGHT, the small earlier feature model and no detector, to keep the suite fast
 on two cores; the default models have tests of their own below."""
-import base64
 import signal
 
 import cv2
 import numpy as np
 import pytest
-from conftest import SHARED_IMAGES, image_bytes, image_path, run_to_exit
+from conftest import run_to_exit
 from fixtures_detector import export_fixture_detector
 
-from clas_system import Client, ServerError, gallery_cli, models
-from clas_system.codec import decode_image
-from clas_system.features import build_feature_extractor
-from clas_system.gallery import GalleryError
-from clas_system.models import derived_model_path
-from clas_system.recognition import build_recognizer, nms_to_rec_results
+from clas_system import Client, ServerError, gallery_cli
+from clas_system.errors import GalleryError
+from clas_system.ops.decode import decode_image
+from clas_system.runtime import derived_models as models
+from clas_system.runtime.derived_models import prepare_derived_model as derived_model_path
+from clas_system.tasks.features import build_feature_extractor
+from clas_system.tasks.recognition import build_recognizer, nms_to_rec_results
+from harness.payloads import SHARED_IMAGES, b64, image_bytes, image_path
 from params import ParamsError
 from params.presets import IMAGENET_NORMALIZE
 from params.recognition import load_recognition_settings
@@ -26,10 +27,6 @@ from params.recognition import load_recognition_settings
 COCO = "misc/coco_000000570688.jpg"
 WANGZAI = "misc/wangzai.jpg"
 LIGHT = {"feature": {"preset": "pplcnet_pulc_1280"}, "detector": None}
-
-
-def b64(data):
-    return base64.b64encode(data).decode()
 
 
 def gallery_entries():

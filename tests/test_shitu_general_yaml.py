@@ -13,12 +13,12 @@ import os
 
 import pytest
 import yaml
-from conftest import SHARED_IMAGES, image_b64, image_bytes
 from fixtures_detector import export_fixture_detector
 
-from bench.paddleclas_reference import wheel_folder
-from clas_system.codec import decode_image
-from clas_system.recognition import build_recognizer
+from clas_system.ops.decode import decode_image
+from clas_system.tasks.recognition import build_recognizer
+from harness.paddleclas_reference import wheel_folder
+from harness.payloads import SHARED_IMAGES, image_b64, image_bytes
 from params import ParamsError
 from params.recognition import load_recognition_settings, read_inference_general
 

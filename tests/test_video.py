@@ -8,11 +8,12 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO, image_path
 
-from clas_system import Client, client_cli
-from clas_system.client_cli import EXIT_OK, EXIT_USAGE
-from clas_system.video import VideoError, frame_record, process_video
+from clas_system import Client
+from clas_system.client import cli as client_cli
+from clas_system.client.cli import EXIT_OK, EXIT_USAGE
+from clas_system.client.video import VideoError, frame_record, process_video
+from harness.payloads import REPO, image_path
 
 FRAME_SIZE = (352, 96)  # width, height
 UPRIGHT, UPSIDE_DOWN = "textline/textline_orientation_test_0_0.png", "textline/textline_orientation_test_1_0.png"

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, image_path
-from debian_packages import ensure_debian_packages
+from conftest import needs_system_package
 from PIL import Image, ImageDraw
 
-from clas_system import visualize
+from clas_system.client import visualize
+from harness.payloads import REPO, image_path
 
 ARTIFACTS = Path(os.environ.get("CLAS_TEST_ARTIFACTS", REPO / "build" / "test-artifacts"))
 WANGZAI = "misc/wangzai.jpg"
@@ -18,8 +18,8 @@ WANGZAI = "misc/wangzai.jpg"
 @pytest.fixture(scope="module")
 def cjk_font():
     visualize.find_cjk_font.cache_clear()
-    ensure_debian_packages("fonts-wqy-microhei", present=lambda: visualize.find_cjk_font.cache_clear()
-                           or visualize.find_cjk_font() is not None)
+    needs_system_package("fonts-wqy-microhei", lambda: visualize.find_cjk_font.cache_clear()
+                         or visualize.find_cjk_font() is not None)
     visualize.label_font.cache_clear()
     return visualize.find_cjk_font()
 

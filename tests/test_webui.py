@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import REPO, SHARED_IMAGES, image_b64
-from debian_packages import ensure_debian_packages
+from conftest import needs_system_package
 from fixtures_detector import export_fixture_detector
 from flask import Flask, Response, request
 from werkzeug.serving import make_server
 
-from bench.soak import free_port
-from clas_system import webui
+from clas_system.serving import webui
+from harness.payloads import REPO, SHARED_IMAGES, image_b64
+from harness.ports import free_port
 
 ARTIFACTS = Path(os.environ.get("CLAS_TEST_ARTIFACTS", REPO / "build" / "test-artifacts"))
 TOKEN = "people-token"
@@ -47,7 +47,7 @@ def test_pages_load_nothing_from_elsewhere():
 
 @pytest.fixture(scope="module")
 def chromium():
-    ensure_debian_packages("chromium", "fonts-wqy-microhei", present=lambda: shutil.which("chromium") is not None)
+    needs_system_package("chromium", lambda: shutil.which("chromium") is not None)
     playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     with playwright_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])
