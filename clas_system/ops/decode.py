@@ -50,7 +50,8 @@ def decode_image(data, where=None, max_pixels=None, min_side=None, to_rgb=True):
     """
     fmt, width, height = image_header(data, where)
     if max_pixels is not None and width * height > max_pixels:
-        raise ImageTooLarge(prefixed(where, f"{width}x{height} is {width * height} pixels, over the limit of {max_pixels}"))
+        raise ImageTooLarge(prefixed(where, f"{width}x{height} is {width * height} pixels, "
+                                            f"over the limit of {max_pixels}"))
     if fmt in JPEG_FORMATS and not data.rstrip(b"\0").endswith(b"\xff\xd9"):
         raise ImageError(prefixed(where, "truncated JPEG (no end-of-image marker)"))
     flag = cv2.IMREAD_COLOR
