@@ -13,6 +13,12 @@ Job kinds:
 - "predict_cls": {"config": ..., "image_dir": folder, "expected_images": n} -> {"seconds",
              "load_seconds", "images"}: deploy/python/predict_cls.py's own main() over the folder,
              timed; load_seconds is its predictor construction, counted apart.
+- "shitu_build": {"config": <inference_general.yaml as a dict>} -> {"built": index_dir}:
+             deploy/python/build_gallery.py's GalleryBuilder.
+- "shitu_predict": {"config": ..., "images": [paths], "index_dirs": [dirs]} -> {index_dir:
+             [[{"bbox", "rec_docs", "rec_scores"}, ...] per image]}: deploy/python/predict_system.py's
+             SystemPredictor over each index folder in turn (as IndexProcess.index_dir), each image
+             read as its main() does.
 """
 import contextlib
 import importlib.util
@@ -26,16 +32,16 @@ from pathlib import Path
 
 def import_deploy_without_package_init():
     """paddleclas/__init__.py imports the training code (ppcls, faiss, sklearn, requests...);
-    the deploy scripts need none of it, so register the package folder without running it."""
+    the deploy scripts need none of it, so register the package folder without running it.
+    -> PaddleClas's config module (deploy/utils/config.py)."""
     spec = importlib.util.find_spec("paddleclas")
     if spec is None:
         raise SystemExit("paddleclas is not installed in this venv")
     package = types.ModuleType("paddleclas")
     package.__path__ = list(spec.submodule_search_locations)
     sys.modules["paddleclas"] = package
-    from paddleclas.deploy.python import predict_cls
     from paddleclas.deploy.utils import config as config_module
-    return predict_cls, config_module
+    return config_module
 
 
 def as_paddleclas_config(plain, config_module):
@@ -58,8 +64,10 @@ def read_images(paths, transform_ops):
     return images
 
 
-def run_scores(job, predict_cls, config_module):
+def run_scores(job, config_module):
     import numpy as np
+    from paddleclas.deploy.python import predict_cls
+
     config = as_paddleclas_config(job["config"], config_module)
     predictor = predict_cls.ClsPredictor(config)
     postprocess, predictor.postprocess = predictor.postprocess, None
@@ -78,7 +86,9 @@ def run_scores(job, predict_cls, config_module):
     return {"results": results}
 
 
-def run_predict_cls(job, predict_cls, config_module):
+def run_predict_cls(job, config_module):
+    from paddleclas.deploy.python import predict_cls
+
     config = as_paddleclas_config(job["config"], config_module)
     config["Global"]["infer_imgs"] = job["image_dir"]
     load = {}
@@ -102,17 +112,52 @@ def run_predict_cls(job, predict_cls, config_module):
     return {"seconds": seconds, "load_seconds": load["seconds"], "images": len(lines)}
 
 
+def plain(value):
+    """numpy values in PaddleClas's output -> JSON."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def run_shitu_build(job, config_module):
+    from paddleclas.deploy.python import build_gallery
+
+    config = as_paddleclas_config(job["config"], config_module)
+    build_gallery.GalleryBuilder(config)
+    return {"built": config["IndexProcess"]["index_dir"]}
+
+
+def run_shitu_predict(job, config_module):
+    import cv2
+    from paddleclas.deploy.python import predict_system
+
+    config = as_paddleclas_config(job["config"], config_module)
+    result = {}
+    for index_dir in job["index_dirs"]:
+        config["IndexProcess"]["index_dir"] = index_dir
+        system = predict_system.SystemPredictor(config)
+        result[index_dir] = [[{"bbox": plain(r["bbox"]), "rec_docs": r["rec_docs"],
+                               "rec_scores": float(r["rec_scores"])}
+                              for r in system.predict(cv2.imread(path)[:, :, ::-1])] for path in job["images"]]
+    return result
+
+
+JOB_KINDS = {"scores": run_scores, "predict_cls": run_predict_cls, "shitu_build": run_shitu_build,
+             "shitu_predict": run_shitu_predict}
+
+
 def main():
     job_path, out_path = sys.argv[1:3]
-    with open(job_path) as f:
+    with open(job_path, encoding="utf-8") as f:
         job = json.load(f)
-    predict_cls, config_module = import_deploy_without_package_init()
-    kinds = {"scores": run_scores, "predict_cls": run_predict_cls}
-    if job.get("kind") not in kinds:
-        raise SystemExit(f"job kind {job.get('kind')!r}: expected one of {sorted(kinds)}")
-    out = kinds[job["kind"]](job, predict_cls, config_module)
-    with open(out_path, "w") as f:
-        json.dump(out, f)
+    config_module = import_deploy_without_package_init()
+    if job.get("kind") not in JOB_KINDS:
+        raise SystemExit(f"job kind {job.get('kind')!r}: expected one of {sorted(JOB_KINDS)}")
+    out = JOB_KINDS[job["kind"]](job, config_module)
+    with open(out_path, "w", encoding="utf-8") as f:
+        json.dump(out, f, ensure_ascii=False)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 and checked against PaddleClas 2.6.0 itself.
 
 The reference is PaddleClas's own deploy/python/build_gallery.py and predict_system.py, run in
-the reference venv (harness/paddleclas_reference.py) by tests/paddleclas_shitu_runner.py, with the
+the reference venv (harness/paddleclas_reference.py) by harness/paddleclas_worker.py, with the
 same feature model as ours: the derived DINOv2 model, handed to PaddleClas as
 <folder>/inference.onnx with Global.use_onnx (its ONNX Runtime path). No detector on either side
 (PaddleClas has none offline), so the whole image is the region, as predict_system does.
@@ -21,11 +21,10 @@ from clas_system.gallery import GalleryError, create_faiss_gallery, open_faiss_g
 from clas_system.gallery.paddleclas_index import (import_into_gallery, read_id_map, read_paddleclas_index,
                                           write_paddleclas_index)
 from clas_system.tasks.recognition import build_recognizer
-from harness.paddleclas_reference import reference_python
+from harness.paddleclas_reference import WORKER, reference_python
 from harness.payloads import SHARED_IMAGES, image_bytes
 from params.recognition import load_recognition_settings
 
-RUNNER = Path(__file__).with_name("paddleclas_shitu_runner.py")
 LABELS = {  # the shared product gallery, plus drinks labelled with spaces and CJK
     **{f"product/gallery/anmuxi/00{i}.jpg": "anmuxi" for i in range(1, 7)},
     "drink/nongfu_spring.jpeg": "农夫山泉 spring water",
@@ -131,9 +130,9 @@ def test_export_then_import_keeps_vectors_labels_and_answers(tmp_path, method, m
 # ---- against PaddleClas 2.6.0 -------------------------------------------------------------------
 
 def run_paddleclas(python, workdir, job):
-    job_path, out_path = workdir / f"{job['action']}_job.json", workdir / f"{job['action']}_out.json"
+    job_path, out_path = workdir / f"{job['kind']}_job.json", workdir / f"{job['kind']}_out.json"
     job_path.write_text(json.dumps(job, ensure_ascii=False))
-    done = subprocess.run([python, str(RUNNER), str(job_path), str(out_path)], capture_output=True, text=True,
+    done = subprocess.run([python, str(WORKER), str(job_path), str(out_path)], capture_output=True, text=True,
                           cwd=workdir, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return json.loads(out_path.read_text())
@@ -171,12 +170,12 @@ def compared(tmp_path_factory):
     python = reference_python()
     theirs_dir, imported, exported = workdir / "paddleclas_index", workdir / "imported", workdir / "exported"
     config = paddleclas_config(model_folder, theirs_dir, data_file)
-    run_paddleclas(python, workdir, {"action": "build", "config": config})
+    run_paddleclas(python, workdir, {"kind": "shitu_build", "config": config})
 
     assert gallery_cli.main(["import", "--paddleclas-index", str(theirs_dir), "--index-dir", str(imported)]) == 0
     assert gallery_cli.main(["export", "--index-dir", str(imported), "--paddleclas-index", str(exported)]) == 0
     images = [str(SHARED_IMAGES / query) for query in QUERIES]
-    answers = run_paddleclas(python, workdir, {"action": "predict", "config": config, "images": images,
+    answers = run_paddleclas(python, workdir, {"kind": "shitu_predict", "config": config, "images": images,
                                                "index_dirs": [str(theirs_dir), str(exported)]})
     return {"theirs": answers[str(theirs_dir)], "theirs_on_our_export": answers[str(exported)],
             "ours": our_answers(imported), "imported": imported}
@@ -202,6 +201,7 @@ def assert_same_top1(ours, theirs):
             assert our["rec_scores"] == pytest.approx(their["rec_scores"], abs=1e-4), query
 
 
+@pytest.mark.slow
 def test_paddleclas_built_index_imports_and_answers_as_paddleclas(compared):
     assert all(compared["theirs"]), compared["theirs"]  # PaddleClas recognises every query (score_thres 0.5)
     with open_faiss_gallery(compared["imported"], read_only=True) as gallery:
@@ -211,5 +211,6 @@ def test_paddleclas_built_index_imports_and_answers_as_paddleclas(compared):
     assert_same_top1(compared["ours"], compared["theirs"])
 
 
+@pytest.mark.slow
 def test_our_export_loads_in_paddleclas_with_the_same_answers(compared):
     assert_same_top1(compared["ours"], compared["theirs_on_our_export"])
