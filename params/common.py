@@ -34,8 +34,9 @@ class PredictorParams:
     enable_mkldnn: bool = setting(True, doc="oneDNN on CPU (Paddle Inference)")
     cpu_threads: int = setting(2, min=1, max=256, doc="math threads per predictor (every backend)")
     ir_optim: bool = setting(True, doc="graph optimisation passes")
-    cpu_precision: str = setting("fp32", choices=("fp32", "bf16"),
-                                 doc="OpenVINO on CPU; bf16 (CPUs with AVX512-BF16/AMX) is faster but moves scores")
+    cpu_precision: str = setting("fp32", choices=("fp32", "bf16", "auto"),
+                                 doc="OpenVINO on CPU; bf16 (CPUs with AVX512-BF16/AMX) is faster but moves scores; "
+                                     "auto: bf16 where the CPU has it, else fp32 (other backends: fp32)")
 
 
 @dataclasses.dataclass(frozen=True)

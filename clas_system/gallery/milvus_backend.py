@@ -81,6 +81,7 @@ class MilvusGallery(CheckedCalls):
         self._clients = {}  # pid -> MilvusClient: one per process, made after any fork
         self._clients_lock = threading.Lock()
         self._closed = False
+        self._changes = 0  # changes made through this object; other clients' are not seen here
 
     def describe(self):
         return (f"milvus gallery {self.settings.collection} at {self.settings.uri} ({self.settings.index_type}, "
@@ -97,6 +98,7 @@ class MilvusGallery(CheckedCalls):
             with self._errors("insert"):
                 result = self._client().insert(self.settings.collection, rows)
             ids.extend(int(i) for i in result["ids"])
+        self._changes += 1
         return ids
 
     def _remove(self, wanted_ids, wanted_labels):
@@ -117,6 +119,7 @@ class MilvusGallery(CheckedCalls):
                     return removed
                 self._client().delete(self.settings.collection, ids=[row["id"] for row in found])
             removed += len(found)
+            self._changes += 1
 
     def _search(self, codes, k):
         if not len(codes):
@@ -129,6 +132,19 @@ class MilvusGallery(CheckedCalls):
         sign = 1.0 if self.config.metric == "IP" else -1.0
         return [[Hit(int(hit["id"]), hit["entity"]["label"], hit["entity"].get("doc"), sign * float(hit["distance"]))
                  for hit in hits] for hits in results]
+
+    def _vectors(self, ids):
+        if not len(ids):
+            return {}
+        with self._errors("read vectors"):
+            rows = self._client().query(self.settings.collection, filter=f"id in {ids.tolist()}",
+                                        output_fields=["id", "vector"], consistency_level=self.settings.consistency_level)
+        return {int(row["id"]): np.asarray(row["vector"], np.float32) for row in rows}
+
+    def revision(self):
+        """Changes made through this object only: what other servers change is not signalled (a
+        caller caching derived values also bounds their age)."""
+        return self._changes
 
     def count(self):
         with self._errors("count"):

@@ -50,15 +50,18 @@ class OpenVinoPredictor:
             raise ModelError("backend 'openvino' runs on CPU here; for use_gpu choose backend 'paddle' "
                              "(Paddle folders) or 'onnxruntime' (.onnx files)")
         core = ov.Core()
-        if params.cpu_precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-            raise ModelError("cpu_precision 'bf16': this CPU has no bf16 support (AVX512-BF16 or AMX); use 'fp32'")
+        has_bf16 = "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        if params.cpu_precision == "bf16" and not has_bf16:
+            raise ModelError("cpu_precision 'bf16': this CPU has no bf16 support (AVX512-BF16 or AMX); use 'fp32' "
+                             "or 'auto'")
+        precision = "bf16" if params.cpu_precision == "bf16" or (params.cpu_precision == "auto" and has_bf16) else "fp32"
         program = program_file(model_path)
         try:
             model = core.read_model(program)
             if image_input is not None:
                 model = with_image_input(model, image_input)
             self._compiled = core.compile_model(model, "CPU", {
-                "INFERENCE_PRECISION_HINT": PRECISIONS[params.cpu_precision],
+                "INFERENCE_PRECISION_HINT": PRECISIONS[precision],
                 "INFERENCE_NUM_THREADS": params.cpu_threads,
                 "PERFORMANCE_HINT": "LATENCY",
                 "NUM_STREAMS": 1,

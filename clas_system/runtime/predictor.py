@@ -47,7 +47,7 @@ def auto_backend(model_path, params):
 def choose_backend(model_path, params):
     """'paddle', 'onnxruntime' or 'openvino' for this model, checked against the files and device."""
     backend = auto_backend(model_path, params) if params.backend == "auto" else params.backend
-    if params.cpu_precision != "fp32" and backend != "openvino":
+    if params.cpu_precision == "bf16" and backend != "openvino":
         raise ModelError(f"cpu_precision {params.cpu_precision!r} needs backend 'openvino' (this model runs on {backend})")
     if backend == "onnxruntime":
         if not os.path.isfile(model_path):

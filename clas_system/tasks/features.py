@@ -5,6 +5,9 @@
 
 Embeddings are L2-normalised (PaddleClas's feature_normalize) unless feature_norm is false;
 with binarize they are sign bits (PaddleClas's FeatureBinarize "sign") for a hamming gallery.
+With views five_crops an image (or region) is embedded as five square views of it, the centre
+square and four corner squares of 0.6 of its short side, and its embedding is the normalised
+mean of theirs: what an object looks like over its whole extent, less what one framing shows.
 `fingerprint` names the model bytes and the preprocessing exactly, so a gallery can refuse to
 be searched with embeddings made any other way.
 """
@@ -38,6 +41,34 @@ def model_sha256(model_path):
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
+
+
+CORNER_SHARE = 0.6  # a corner view's side, as a share of the short side
+
+
+def five_crops(image):
+    """The centre square of an HWC image and its four corner squares of CORNER_SHARE of its short side."""
+    height, width = image.shape[:2]
+    short = min(height, width)
+    side = max(1, int(CORNER_SHARE * short))
+    top, left = (height - short) // 2, (width - short) // 2
+    views = [image[top:top + short, left:left + short]]
+    for top in (0, height - side):
+        for left in (0, width - side):
+            views.append(image[top:top + side, left:left + side])
+    return views
+
+
+VIEWS = {"whole": lambda image: [image], "five_crops": five_crops}
+
+
+def pool_views(rows, per_item):
+    """Embedding rows, per_item consecutive ones per item -> one normalised mean row per item."""
+    if per_item == 1:
+        return rows
+    pooled = np.asarray(rows, np.float32).reshape(-1, per_item, np.shape(rows)[-1]).sum(axis=1)
+    pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+    return list(pooled)
 
 
 def finish_features(raw, feature_norm, binarize):
@@ -90,8 +121,15 @@ class FeatureExtractor:
     def fingerprint(self):
         """What makes two embeddings comparable: recorded in a gallery, checked when it is opened."""
         settings = self.settings
-        return {"model_sha256": model_sha256(settings.model_path), "preprocess": repr(settings.preprocess),
-                "dim": self.dim, "feature_norm": settings.feature_norm, "binarize": settings.binarize}
+        fingerprint = {"model_sha256": model_sha256(settings.model_path), "preprocess": repr(settings.preprocess),
+                       "dim": self.dim, "feature_norm": settings.feature_norm, "binarize": settings.binarize}
+        if settings.views != "whole":  # galleries from before views existed embedded the whole image
+            fingerprint["views"] = settings.views
+        return fingerprint
+
+    @property
+    def views_per_image(self):
+        return len(VIEWS[self.settings.views](np.zeros((2, 2, 3), np.uint8)))
 
     def decode(self, data, where=None):
         """Encoded image bytes -> full-size RGB array. Never a reduced JPEG decode: regions are
@@ -104,25 +142,31 @@ class FeatureExtractor:
         normalised per batch or in the graph)."""
         return self.model.prepare(image if self.to_rgb else np.ascontiguousarray(image[:, :, ::-1]))
 
-    def image_to_tensor(self, data, where=None):
-        return self.tensor(self.decode(data, where))
+    def view_tensors(self, image):
+        """An RGB image (or a crop of one) -> the model inputs of its views (views_per_image of them)."""
+        return [self.tensor(view) for view in VIEWS[self.settings.views](image)]
 
     def embed_tensors(self, tensors):
         """Input tensors -> one embedding row per tensor (the batch function for DynamicBatcher)."""
         raw = self.model.run(list(tensors))
         return list(finish_features(raw, self.settings.feature_norm, self.settings.binarize))
 
+    def pool(self, rows):
+        """Rows of embed_tensors over view_tensors, item after item -> one embedding per item."""
+        return pool_views(rows, self.views_per_image)
+
     def embed_images(self, images, names=None):
         """Encoded images (bytes) -> embeddings [N, dim], in batches of batch_size. `names` label
         the images in errors (default images[i])."""
         place = (lambda i: (names[i], None)) if names else (lambda i: ("images", i))
-        tensors = each_image(images, self.image_to_tensor, place)
-        size = self.settings.serving.batch_size
+        per_image = each_image(images, lambda data, where=None: self.view_tensors(self.decode(data, where)), place)
+        tensors = [tensor for views in per_image for tensor in views]
+        size = self.settings.serving.batch_size * self.views_per_image
         rows = []
         for start in range(0, len(tensors), size):
             rows.extend(self.embed_tensors(tensors[start:start + size]))
         dtype = np.uint8 if self.settings.binarize else np.float32
-        return np.stack(rows) if rows else np.zeros((0, self.dim), dtype)
+        return np.stack(self.pool(rows)) if rows else np.zeros((0, self.dim), dtype)
 
 
 def build_feature_extractor(settings):

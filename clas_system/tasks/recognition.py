@@ -8,7 +8,8 @@ the candidate regions (the whole image helps recall, and is the only region with
 detector); a region is recognised when its best gallery hit scores at least score_thres; then
 recognised boxes overlapping a better one by more than rec_nms_thresh IoU are dropped.
 "rec_docs" is the best hit's label and "rec_scores" its score, as in PaddleClas; "rec_id" is its
-gallery id (what a gallery remove takes).
+gallery id (what a gallery remove takes). With scoring "crowding" a hit's score is its similarity
+less its gallery item's crowding (tasks.crowding), and hits are ranked by that.
 
 A recognition request may narrow or widen the search for itself (SearchOptions: return_k,
 score_thres, det_threshold, max_det_results; the settings give the defaults).
@@ -25,6 +26,7 @@ from ..gallery.startup import open_or_build_gallery
 from .detect import build_batcher as build_detector_batcher
 from .detect import build_detector
 from .features import build_batcher as build_feature_batcher
+from .crowding import RERANK_K, Crowding
 from .features import build_feature_extractor
 from .per_image import each_image
 
@@ -34,13 +36,15 @@ def whole_image_box(image):
     return [0, 0, width, height]
 
 
-def candidate_boxes(detections, image):
+def candidate_boxes(detections, image, large_box_share=None):
     """Detected boxes as whole pixels (PaddleClas truncates), then the whole image; boxes with no
-    pixel left after truncation are skipped."""
+    pixel left after truncation are skipped, and so are boxes covering at least large_box_share
+    of the image (the whole image stands for them)."""
+    height, width = image.shape[:2]
     boxes = []
     for detection in detections:
         x1, y1, x2, y2 = (int(v) for v in detection["bbox"])
-        if x2 > x1 and y2 > y1:
+        if x2 > x1 and y2 > y1 and (large_box_share is None or (x2 - x1) * (y2 - y1) < large_box_share * width * height):
             boxes.append([x1, y1, x2, y2])
     boxes.append(whole_image_box(image))
     return boxes
@@ -99,6 +103,7 @@ class Recognizer:
     detector: Optional[object]  # Detector or SaliencyDetector; None: the whole image is the only region
     detect: Optional[Callable]  # list of detector inputs -> box arrays (DynamicBatcher)
     gallery: object  # gallery.Gallery, live: changes apply to the next search
+    crowding: Optional[Crowding]  # scoring "crowding"; None: plain similarities
 
     def decode_all(self, images):
         """Encoded images (or BadRequests found reading them) -> full-size RGB arrays; every bad
@@ -123,21 +128,33 @@ class Recognizer:
                 for boxes in self.detect(inputs)]
 
     def region_tensors(self, arrays, regions):
-        """Model inputs of every region of every image, flat; every failure reported by image index."""
-        per_image = each_image(list(zip(arrays, regions)),
-                               lambda pair: [self.features.tensor(crop(pair[0], box)) for box in pair[1]])
+        """Model inputs of every view of every region of every image, flat; every failure reported
+        by image index."""
+        per_image = each_image(list(zip(arrays, regions)), lambda pair: [
+            tensor for box in pair[1] for tensor in self.features.view_tensors(crop(pair[0], box))])
         return [tensor for tensors in per_image for tensor in tensors]
+
+    def embed_regions(self, arrays, regions):
+        """Embeddings [regions, dim] of every region of every image, batched with other requests."""
+        return np.stack(self.features.pool(self.embed(lambda: self.region_tensors(arrays, regions))))
 
     def embed_images(self, arrays):
         """Whole images -> embeddings [N, dim], batched with other requests."""
-        return np.stack(self.embed(lambda: self.region_tensors(arrays, [[whole_image_box(a)] for a in arrays])))
+        return self.embed_regions(arrays, [[whole_image_box(a)] for a in arrays])
+
+    def search(self, vectors, return_k):
+        """Each region's best hits, at most return_k, best first (re-scored with crowding)."""
+        if self.crowding is None:
+            return self.gallery.search(vectors, return_k)
+        hits = self.crowding.rescore(self.gallery.search(vectors, max(return_k, RERANK_K)))
+        return [region_hits[:return_k] for region_hits in hits]
 
     def recognize_arrays(self, arrays, options=None):
         """RGB arrays -> one list of {"bbox", "rec_docs", "rec_scores", "rec_id"} per image."""
         options = options or self.default_options
-        regions = [candidate_boxes(found, image) for found, image in zip(self.detections(arrays, options), arrays)]
-        vectors = np.stack(self.embed(lambda: self.region_tensors(arrays, regions)))
-        hits = self.gallery.search(vectors, options.return_k)
+        regions = [candidate_boxes(found, image, self.settings.large_box_share)
+                   for found, image in zip(self.detections(arrays, options), arrays)]
+        hits = self.search(self.embed_regions(arrays, regions), options.return_k)
         results, start = [], 0
         for boxes in regions:
             recognised = [region_result(box, region_hits, options.score_thres)
@@ -172,8 +189,8 @@ def rebuild_advice(settings):
     where = settings.gallery.index_dir
     return (f"To rebuild it with this feature model, move {where} away and start with gallery.data_file and "
             f"gallery.image_root set (or run `clas-gallery build --data-file LIST --image-root DIR --index-dir "
-            f"{where}`). A gallery built by the earlier default feature model opens again with "
-            f"feature.preset 'pplcnet_pulc_1280'")
+            f"{where}`). A gallery built by an earlier default feature model opens again with its "
+            f"feature.preset: 'dinov2_vits14' (before 2026-12) or 'pplcnet_pulc_1280' (before 2026-11)")
 
 
 def build_recognizer(settings):
@@ -189,4 +206,4 @@ def build_recognizer(settings):
         raise GalleryError(f"{err}. {rebuild_advice(settings)}") from err
     return Recognizer(settings=settings, features=extractor, embed=build_feature_batcher(extractor),
                       detector=detector, detect=build_detector_batcher(detector) if detector else None,
-                      gallery=gallery)
+                      gallery=gallery, crowding=Crowding(gallery) if settings.scoring == "crowding" else None)
