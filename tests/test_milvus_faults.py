@@ -2,15 +2,19 @@
 the deadline (gallery.milvus.timeout_s, default 5 s) instead of hanging, /ready says 503 while
 /health stays 200, and the same server answers again, with every acknowledged change, once Milvus
 is back. The Milvus Lite server here is this module's own, so it can be killed and stopped."""
+import concurrent.futures
 import os
 import signal
 import time
 import uuid
 
+import numpy as np
 import pytest
 import requests
 
 from clas_system import Client
+from clas_system.errors import GalleryUnavailable
+from clas_system.gallery import MilvusSettings, create_milvus_gallery
 from harness.milvus_server import start_milvus_server, stop_milvus_server
 from harness.payloads import image_b64, image_path
 from harness.ports import free_port
@@ -125,3 +129,28 @@ def test_a_hung_milvus_answers_unavailable_within_the_deadline(served, milvus):
     recovered = wait_recovered(served)
     print(f"stopped: unavailable after {first:.1f} s (search {search:.1f} s); answering {recovered:.1f} s after "
           f"SIGCONT")
+
+
+def seconds_to_fail(gallery, query):
+    started = time.monotonic()
+    with pytest.raises(GalleryUnavailable):
+        gallery.search(query, k=1)
+    return time.monotonic() - started
+
+
+def test_request_threads_on_a_hung_milvus_each_fail_within_the_deadline(milvus):
+    """Four threads at once, twice: on the client they share, then each connecting afresh; none
+    waits for another's deadline."""
+    settings = MilvusSettings(uri=milvus.uri, collection=f"threads_{uuid.uuid4().hex[:12]}")
+    query = np.eye(8, dtype=np.float32)[:1]
+    with create_milvus_gallery(settings, 8) as gallery:
+        gallery.add(query, ["one"])
+        milvus.signal(signal.SIGSTOP)
+        try:
+            with concurrent.futures.ThreadPoolExecutor(4) as pool:
+                for _round in range(2):
+                    seconds = list(pool.map(seconds_to_fail, [gallery] * 4, [query] * 4))
+                    assert max(seconds) < settings.timeout_s + 3, seconds
+        finally:
+            milvus.signal(signal.SIGCONT)
+        assert gallery.search(query, k=1)[0][0].label == "one"

@@ -76,7 +76,7 @@ def _failure_text(error):
 def deadline(settings, slow=False):
     """The keyword arguments bounding one pymilvus call. The timeout is an int on purpose: pymilvus
     bounds its retries of a refused call by the timeout only when it is an int; with a float (or
-    none) it tries 75 times with growing back-off, minutes against a dead server."""
+    none) it tries 75 times with growing back-off, minutes against a dead server (pymilvus#1848)."""
     return {"timeout": int(settings.load_timeout_s if slow else settings.timeout_s)}
 
 
@@ -250,10 +250,17 @@ class MilvusGallery(CheckedCalls):
         if self._closed:
             raise GalleryUnavailable(f"{self._where()}: the gallery is closed")
 
-    def _drop_client(self):
-        """Forget this process's client after a failed call: its channel may be stuck on a server
-        that went away, and the next call connects afresh."""
+    def _current_client(self):
         with self._clients_lock:
+            return self._clients.get(os.getpid())
+
+    def _drop_client(self, failed):
+        """Forget this process's client after a failed call: its channel may be stuck on a server
+        that went away, and the next call connects afresh. Not when another thread has already
+        replaced the client that failed (`failed` None: the call made its own, drop the current)."""
+        with self._clients_lock:
+            if failed is not None and self._clients.get(os.getpid()) is not failed:
+                return
             client = self._clients.pop(os.getpid(), None)
         if client is not None:
             client.close()
@@ -261,10 +268,11 @@ class MilvusGallery(CheckedCalls):
     @contextmanager
     def _errors(self, what):
         """Milvus's and gRPC's exceptions as GalleryUnavailable naming the collection and the call."""
+        used = self._current_client()
         try:
             yield
         except _failures() as e:
-            self._drop_client()
+            self._drop_client(used)
             raise GalleryUnavailable(f"{self._where()}: {what} failed: {_failure_text(e)}") from None
 
     def _chunks(self, fields, batch=4096):
