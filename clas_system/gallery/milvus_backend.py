@@ -123,7 +123,7 @@ class MilvusGallery(CheckedCalls):
             rows = [{"vector": codes[i], "label": labels[i], "doc": docs[i]}
                     for i in range(start, min(start + INSERT_BATCH, len(codes)))]
             with self._errors("insert"):
-                result = self._client().insert(self.settings.collection, rows, **self._deadline())
+                result = self._client().insert(self.settings.collection, rows, **deadline(self.settings))
             ids.extend(int(i) for i in result["ids"])
         return ids
 
@@ -140,11 +140,11 @@ class MilvusGallery(CheckedCalls):
         while True:  # ask which exist first: Milvus counts a delete by id whether or not the id exists
             with self._errors("remove"):
                 found = self._client().query(self.settings.collection, filter=expression, output_fields=["id"],
-                                             limit=MAX_TOP_K, consistency_level="Strong", **self._deadline())
+                                             limit=MAX_TOP_K, consistency_level="Strong", **deadline(self.settings))
                 if not found:
                     return removed
                 self._client().delete(self.settings.collection, ids=[row["id"] for row in found],
-                                      **self._deadline())
+                                      **deadline(self.settings))
             removed += len(found)
 
     def _search(self, codes, k):
@@ -155,7 +155,7 @@ class MilvusGallery(CheckedCalls):
             results = self._client().search(self.settings.collection, data=list(codes), limit=k,
                                              output_fields=["label", "doc"], search_params=params,
                                              consistency_level=self.settings.consistency_level,
-                                             **self._deadline())
+                                             **deadline(self.settings))
         sign = 1.0 if self.config.metric == "IP" else -1.0
         return [[Hit(int(hit["id"]), hit["entity"]["label"], hit["entity"].get("doc"), sign * float(hit["distance"]))
                  for hit in hits] for hits in results]
@@ -163,7 +163,7 @@ class MilvusGallery(CheckedCalls):
     def count(self):
         with self._errors("count"):
             rows = self._client().query(self.settings.collection, filter="", output_fields=["count(*)"],
-                                        consistency_level="Strong", **self._deadline())
+                                        consistency_level="Strong", **deadline(self.settings))
         return int(rows[0]["count(*)"])
 
     def stats(self):
@@ -183,23 +183,23 @@ class MilvusGallery(CheckedCalls):
     def save(self):
         """Ask Milvus to persist its growing segments (it already holds every acknowledged change)."""
         with self._errors("save"):
-            self._client().flush(self.settings.collection, **self._deadline(slow=True))
+            self._client().flush(self.settings.collection, **deadline(self.settings, slow=True))
 
     def rename(self, collection):
         """Rename the collection to `collection` (and load it); False if that name is taken."""
         with self._errors("rename"):
             client = self._client()
-            if client.has_collection(collection, **self._deadline()):
+            if client.has_collection(collection, **deadline(self.settings)):
                 return False
-            client.rename_collection(self.settings.collection, collection, **self._deadline(slow=True))
-            client.load_collection(collection, **self._deadline(slow=True))
+            client.rename_collection(self.settings.collection, collection, **deadline(self.settings, slow=True))
+            client.load_collection(collection, **deadline(self.settings, slow=True))
         self.settings = dataclasses.replace(self.settings, collection=collection)
         return True
 
     def drop(self):
         """Delete the collection and everything in it."""
         with self._errors("drop"):
-            self._client().drop_collection(self.settings.collection, **self._deadline(slow=True))
+            self._client().drop_collection(self.settings.collection, **deadline(self.settings, slow=True))
 
     def close(self):
         with self._clients_lock:
@@ -213,9 +213,6 @@ class MilvusGallery(CheckedCalls):
 
     def _where(self):
         return f"milvus collection {self.settings.collection!r} at {self.settings.uri}"
-
-    def _deadline(self, slow=False):
-        return deadline(self.settings, slow)
 
     def _client(self):
         """This process's client, connecting when it has none (first use, or after a failure)."""
@@ -240,7 +237,7 @@ class MilvusGallery(CheckedCalls):
         """A restarted Milvus holds the collection released; load it again (a no-op when it is
         loaded). Within timeout_s: a collection still loading answers unavailable until it is."""
         try:
-            client.load_collection(self.settings.collection, **self._deadline())
+            client.load_collection(self.settings.collection, **deadline(self.settings))
         except _failures() as e:
             client.close()
             raise GalleryUnavailable(f"{self._where()}: loading it after reconnecting failed: "
@@ -280,7 +277,7 @@ class MilvusGallery(CheckedCalls):
         with self._errors("read"):
             iterator = self._client().query_iterator(self.settings.collection, batch_size=batch, filter="",
                                                      output_fields=["id", *fields], consistency_level="Strong",
-                                                     **self._deadline())
+                                                     **deadline(self.settings))
         try:
             while True:
                 with self._errors("read"):
