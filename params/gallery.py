@@ -31,7 +31,10 @@ class MilvusSettings:
     search_params: dict = setting({}, doc="search parameters, e.g. {'ef': 64} or {'nprobe': 32}")
     consistency_level: str = setting("Strong", choices=MILVUS_CONSISTENCY_LEVELS,
                                      doc="Strong: every acknowledged change is seen by the next search anywhere")
-    timeout_s: float = setting(30.0, min=0.1, doc="connecting to Milvus gives up after this")
+    timeout_s: int = setting(5, min=1, doc="deadline in seconds of each Milvus call and of connecting: a dead or "
+                                           "hung server answers `unavailable` after about this long")
+    load_timeout_s: int = setting(300, min=1, doc="deadline in seconds of the calls that wait while Milvus builds "
+                                                  "or loads a collection (start-up, gallery save and rename)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -186,6 +186,8 @@ def test_two_servers_on_one_milvus_see_each_others_changes(server_factory, milvu
      "rec_system.gallery.milvus.consistency_level: 'strong' is not allowed"),
     ({"index_backend": "milvus", "milvus": {"url": "http://127.0.0.1:19530"}},
      "rec_system.gallery.milvus.url: unknown setting (did you mean 'uri'?)"),
+    ({"index_backend": "milvus", "milvus": {"uri": "http://127.0.0.1:19530", "timeout_s": 2.5}},
+     "rec_system.gallery.milvus.timeout_s: expected a whole number, got 2.5"),
     ({"index_backend": "redis"}, "rec_system.gallery.index_backend: 'redis' is not allowed"),
 ])
 def test_bad_milvus_settings_name_the_key(gallery, message):

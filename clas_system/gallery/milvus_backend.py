@@ -20,8 +20,14 @@ every acknowledged add/remove visible to the next search from any process; "Boun
 
 pymilvus is imported when a Milvus gallery is opened (`pip install '.[milvus]'`). Its gRPC
 channel does not survive fork, so each process makes its own client on first use.
+
+Every call has a deadline, settings.timeout_s (settings.load_timeout_s for the calls that wait
+while Milvus builds or loads a collection): a dead server, or one that accepts connections but
+never answers, raises GalleryUnavailable once it has passed. A failed call also drops the
+process's client, so the next call connects afresh and serving resumes when Milvus is back.
 """
 import dataclasses
+import itertools
 import json
 import os
 import threading
@@ -32,9 +38,10 @@ import numpy as np
 
 from params.gallery import MILVUS_CONSISTENCY_LEVELS, collection_name_problem
 
-from ..errors import GalleryError, GalleryUnavailable, short
+from ..errors import GalleryError, GalleryUnavailable
 from .config import check_fingerprint, gallery_config
 from .interface import CheckedCalls, Hit
+from .milvus_calls import failure_text, call_failures, import_pymilvus, deadline
 
 META_PROPERTY = "clas_gallery.meta"
 FORMAT_VERSION = 1
@@ -42,15 +49,7 @@ MILVUS_METRICS = {"IP": "IP", "L2": "L2"}
 MAX_TEXT_BYTES = 65535  # Milvus's VARCHAR limit
 MAX_TOP_K = 16384  # Milvus's limit on k and on one query's result window
 INSERT_BATCH = 4096  # rows per insert call, well under gRPC's message size at 512-d
-
-
-def _pymilvus():
-    try:
-        import pymilvus
-    except ImportError:
-        raise GalleryError("the milvus gallery backend needs pymilvus: pip install '.[milvus]' "
-                           "(pymilvus<2.6, milvus-lite)") from None
-    return pymilvus
+_aliases = itertools.count()
 
 
 def check_milvus_settings(settings):
@@ -82,6 +81,7 @@ class MilvusGallery(CheckedCalls):
         self._clients_lock = threading.Lock()
         self._closed = False
         self._changes = 0  # changes made through this object; other clients' are not seen here
+        self._opened = False  # set once the collection is made or opened: later connections load it
 
     def describe(self):
         return (f"milvus gallery {self.settings.collection} at {self.settings.uri} ({self.settings.index_type}, "
@@ -96,7 +96,7 @@ class MilvusGallery(CheckedCalls):
             rows = [{"vector": codes[i], "label": labels[i], "doc": docs[i]}
                     for i in range(start, min(start + INSERT_BATCH, len(codes)))]
             with self._errors("insert"):
-                result = self._client().insert(self.settings.collection, rows)
+                result = self._client().insert(self.settings.collection, rows, **deadline(self.settings))
             ids.extend(int(i) for i in result["ids"])
         self._changes += 1
         return ids
@@ -114,10 +114,11 @@ class MilvusGallery(CheckedCalls):
         while True:  # ask which exist first: Milvus counts a delete by id whether or not the id exists
             with self._errors("remove"):
                 found = self._client().query(self.settings.collection, filter=expression, output_fields=["id"],
-                                             limit=MAX_TOP_K, consistency_level="Strong")
+                                             limit=MAX_TOP_K, consistency_level="Strong", **deadline(self.settings))
                 if not found:
                     return removed
-                self._client().delete(self.settings.collection, ids=[row["id"] for row in found])
+                self._client().delete(self.settings.collection, ids=[row["id"] for row in found],
+                                      **deadline(self.settings))
             removed += len(found)
             self._changes += 1
 
@@ -128,7 +129,8 @@ class MilvusGallery(CheckedCalls):
         with self._errors("search"):
             results = self._client().search(self.settings.collection, data=list(codes), limit=k,
                                              output_fields=["label", "doc"], search_params=params,
-                                             consistency_level=self.settings.consistency_level)
+                                             consistency_level=self.settings.consistency_level,
+                                             **deadline(self.settings))
         sign = 1.0 if self.config.metric == "IP" else -1.0
         return [[Hit(int(hit["id"]), hit["entity"]["label"], hit["entity"].get("doc"), sign * float(hit["distance"]))
                  for hit in hits] for hits in results]
@@ -138,7 +140,8 @@ class MilvusGallery(CheckedCalls):
             return {}
         with self._errors("read vectors"):
             rows = self._client().query(self.settings.collection, filter=f"id in {ids.tolist()}",
-                                        output_fields=["id", "vector"], consistency_level=self.settings.consistency_level)
+                                        output_fields=["id", "vector"], consistency_level=self.settings.consistency_level,
+                                        **deadline(self.settings))
         return {int(row["id"]): np.asarray(row["vector"], np.float32) for row in rows}
 
     def revision(self):
@@ -149,7 +152,7 @@ class MilvusGallery(CheckedCalls):
     def count(self):
         with self._errors("count"):
             rows = self._client().query(self.settings.collection, filter="", output_fields=["count(*)"],
-                                        consistency_level="Strong")
+                                        consistency_level="Strong", **deadline(self.settings))
         return int(rows[0]["count(*)"])
 
     def stats(self):
@@ -169,23 +172,23 @@ class MilvusGallery(CheckedCalls):
     def save(self):
         """Ask Milvus to persist its growing segments (it already holds every acknowledged change)."""
         with self._errors("save"):
-            self._client().flush(self.settings.collection)
+            self._client().flush(self.settings.collection, **deadline(self.settings, slow=True))
 
     def rename(self, collection):
         """Rename the collection to `collection` (and load it); False if that name is taken."""
         with self._errors("rename"):
             client = self._client()
-            if client.has_collection(collection):
+            if client.has_collection(collection, **deadline(self.settings)):
                 return False
-            client.rename_collection(self.settings.collection, collection)
-            client.load_collection(collection)
+            client.rename_collection(self.settings.collection, collection, **deadline(self.settings, slow=True))
+            client.load_collection(collection, **deadline(self.settings, slow=True))
         self.settings = dataclasses.replace(self.settings, collection=collection)
         return True
 
     def drop(self):
         """Delete the collection and everything in it."""
         with self._errors("drop"):
-            self._client().drop_collection(self.settings.collection)
+            self._client().drop_collection(self.settings.collection, **deadline(self.settings, slow=True))
 
     def close(self):
         with self._clients_lock:
@@ -201,28 +204,69 @@ class MilvusGallery(CheckedCalls):
         return f"milvus collection {self.settings.collection!r} at {self.settings.uri}"
 
     def _client(self):
+        """This process's client, connecting when it has none (first use, or after a failure)."""
+        pid = os.getpid()
         with self._clients_lock:
-            if self._closed:
-                raise GalleryUnavailable(f"{self._where()}: the gallery is closed")
-            client = self._clients.get(os.getpid())
-            if client is None:
-                client = self._clients[os.getpid()] = connect(self.settings)
-            return client
+            self._check_open()
+            if pid in self._clients:
+                return self._clients[pid]
+        # connect outside the lock: against a dead server every request thread would otherwise
+        # wait for the connection deadline of each thread ahead of it
+        fresh = connect(self.settings)
+        if self._opened:
+            self._load_after_reconnect(fresh)
+        with self._clients_lock:
+            kept = None if self._closed else self._clients.setdefault(pid, fresh)
+        if kept is not fresh:
+            fresh.close()
+        self._check_open()
+        return kept
+
+    def _load_after_reconnect(self, client):
+        """A restarted Milvus holds the collection released; load it again (a no-op when it is
+        loaded). Within timeout_s: a collection still loading answers unavailable until it is."""
+        try:
+            client.load_collection(self.settings.collection, **deadline(self.settings))
+        except call_failures() as e:
+            client.close()
+            raise GalleryUnavailable(f"{self._where()}: loading it after reconnecting failed: "
+                                     f"{failure_text(e)}") from None
+
+    def _check_open(self):
+        if self._closed:
+            raise GalleryUnavailable(f"{self._where()}: the gallery is closed")
+
+    def _current_client(self):
+        with self._clients_lock:
+            return self._clients.get(os.getpid())
+
+    def _drop_client(self, failed):
+        """Forget this process's client after a failed call: its channel may be stuck on a server
+        that went away, and the next call connects afresh. Not when another thread has already
+        replaced the client that failed (`failed` None: the call made its own, drop the current)."""
+        with self._clients_lock:
+            if failed is not None and self._clients.get(os.getpid()) is not failed:
+                return
+            client = self._clients.pop(os.getpid(), None)
+        if client is not None:
+            client.close()
 
     @contextmanager
     def _errors(self, what):
-        """Milvus's exceptions as GalleryUnavailable naming the collection and the call."""
-        pymilvus = _pymilvus()
+        """Milvus's and gRPC's exceptions as GalleryUnavailable naming the collection and the call."""
+        used = self._current_client()
         try:
             yield
-        except pymilvus.exceptions.MilvusException as e:
-            raise GalleryUnavailable(f"{self._where()}: {what} failed: {short(str(e.message), 300)}") from None
+        except call_failures() as e:
+            self._drop_client(used)
+            raise GalleryUnavailable(f"{self._where()}: {what} failed: {failure_text(e)}") from None
 
     def _chunks(self, fields, batch=4096):
         """(ids, vectors or None, labels, docs or None) per chunk of the whole collection."""
         with self._errors("read"):
             iterator = self._client().query_iterator(self.settings.collection, batch_size=batch, filter="",
-                                                     output_fields=["id", *fields], consistency_level="Strong")
+                                                     output_fields=["id", *fields], consistency_level="Strong",
+                                                     **deadline(self.settings))
         try:
             while True:
                 with self._errors("read"):
@@ -241,15 +285,18 @@ def _string_list(values):
 
 
 def connect(settings):
-    """A MilvusClient for settings.uri; an unreachable server raises GalleryError naming it."""
-    pymilvus = _pymilvus()
-    kwargs = {"uri": settings.uri, "timeout": settings.timeout_s}
+    """A MilvusClient for settings.uri with a connection of its own; a server that does not answer
+    within settings.timeout_s raises GalleryUnavailable naming it."""
+    pymilvus = import_pymilvus()
+    # an alias of its own: pymilvus shares one connection per uri by default, and closing a
+    # failed client would then cut every other gallery of this process off that server
+    kwargs = {"uri": settings.uri, "alias": f"clas_gallery-{os.getpid()}-{next(_aliases)}", **deadline(settings)}
     if settings.token:
         kwargs["token"] = settings.token
     try:
         return pymilvus.MilvusClient(**kwargs)
-    except pymilvus.exceptions.MilvusException as e:
-        raise GalleryError(f"cannot connect to Milvus at {settings.uri}: {short(str(e.message), 300)}") from None
+    except call_failures() as e:
+        raise GalleryUnavailable(f"cannot connect to Milvus at {settings.uri}: {failure_text(e)}") from None
 
 
 def _meta(dim, metric, fingerprint):
@@ -261,7 +308,7 @@ def holds_milvus_gallery(settings):
     gallery = MilvusGallery(settings, None)
     try:
         with gallery._errors("look up"):
-            return gallery._client().has_collection(settings.collection)
+            return gallery._client().has_collection(settings.collection, **deadline(settings))
     finally:
         gallery.close()
 
@@ -280,15 +327,16 @@ def create_milvus_gallery(settings, dim, metric="IP", fingerprint=None, overwrit
     except BaseException:
         gallery.close()
         raise
+    gallery._opened = True
     return gallery
 
 
 def _create_collection(client, settings, config, overwrite, where):
-    pymilvus = _pymilvus()
-    if client.has_collection(settings.collection):
+    pymilvus = import_pymilvus()
+    if client.has_collection(settings.collection, **deadline(settings)):
         if not overwrite:
             raise GalleryError(f"{where} already holds a gallery; open it, or pass overwrite=True to replace it")
-        client.drop_collection(settings.collection)
+        client.drop_collection(settings.collection, **deadline(settings, slow=True))
     schema = pymilvus.MilvusClient.create_schema(auto_id=True, enable_dynamic_field=False)
     schema.add_field("id", pymilvus.DataType.INT64, is_primary=True)
     schema.add_field("vector", pymilvus.DataType.FLOAT_VECTOR, dim=config.dim)
@@ -299,7 +347,8 @@ def _create_collection(client, settings, config, overwrite, where):
                     metric_type=MILVUS_METRICS[config.metric], params=dict(settings.index_params))
     client.create_collection(settings.collection, schema=schema, index_params=index,
                              consistency_level=settings.consistency_level,
-                             properties={META_PROPERTY: _meta(config.dim, config.metric, config.fingerprint)})
+                             properties={META_PROPERTY: _meta(config.dim, config.metric, config.fingerprint)},
+                             **deadline(settings, slow=True))
 
 
 def open_milvus_gallery(settings, expected_fingerprint=None):
@@ -310,19 +359,20 @@ def open_milvus_gallery(settings, expected_fingerprint=None):
         with gallery._errors("open"):
             description = _describe(gallery._client(), settings, gallery._where())
             gallery.config = _config_from_properties(description.get("properties") or {}, gallery._where())
-            gallery._client().load_collection(settings.collection)
+            gallery._client().load_collection(settings.collection, **deadline(settings, slow=True))
         if expected_fingerprint is not None:
             gallery.check_fingerprint(expected_fingerprint)
     except BaseException:
         gallery.close()
         raise
+    gallery._opened = True
     return gallery
 
 
 def _describe(client, settings, where):
-    if not client.has_collection(settings.collection):
+    if not client.has_collection(settings.collection, **deadline(settings)):
         raise GalleryError(f"{where} holds no gallery (no such collection); create one with create_milvus_gallery")
-    return client.describe_collection(settings.collection)
+    return client.describe_collection(settings.collection, **deadline(settings))
 
 
 def _config_from_properties(properties, where):

@@ -232,7 +232,9 @@ class ServingApp:
         elif path == "/health" and method in ("GET", "HEAD"):
             await send_answer(send, 200, dumps({"status": "ok"}))
         elif path == "/ready" and method in ("GET", "HEAD"):
-            ready, detail = self.readiness()
+            # in a thread of its own: a module asking a hung gallery must not stall the event
+            # loop (and /health) until its deadline
+            ready, detail = await asyncio.to_thread(self.readiness)
             await send_answer(send, 200 if ready else 503, dumps({"ready": ready, "modules": detail}))
         else:
             await self.fallback(scope, receive, send)
