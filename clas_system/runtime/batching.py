@@ -16,6 +16,8 @@ import queue
 import threading
 import time
 
+from ..hooks import BATCH_RAN
+
 
 class RequestGauge:
     """How many requests this process is serving right now; `with REQUESTS_IN_FLIGHT:` counts one."""
@@ -51,6 +53,7 @@ class DynamicBatcher:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
         self.run_batch = run_batch
+        self.model_name = getattr(run_batch, "__qualname__", type(run_batch).__name__)
         self.max_batch_size = max_batch_size
         self.batch_wait_s = batch_wait_s
         self._pid = None
@@ -138,7 +141,9 @@ class DynamicBatcher:
         results = []
         for start in range(0, len(items), self.max_batch_size):
             chunk = items[start:start + self.max_batch_size]
+            started = time.perf_counter()
             out = self.run_batch(chunk)
+            BATCH_RAN(self.model_name, len(chunk), time.perf_counter() - started)
             if len(out) != len(chunk):
                 raise RuntimeError(f"batched function returned {len(out)} results for {len(chunk)} items")
             results.extend(out)
