@@ -1,11 +1,13 @@
 """GET /metrics against real servers: Prometheus text whose request counter grows with traffic,
-latency and batch histograms, every gunicorn worker's figures in one answer, and the token."""
+latency and batch histograms, every gunicorn worker's figures in one answer, the token, and a
+gallery's size."""
 import time
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness.payloads import b64, image_bytes
+from clas_system import Client
+from harness.payloads import b64, image_bytes, image_path
 
 MODULE = "clas_system"
 TEXT_UP = "textline/textline_orientation_test_0_0.png"
@@ -97,3 +99,14 @@ def test_metrics_need_the_api_token(server_factory):
     classify(server, headers=token)
     assert ok_requests(scrape(server, headers=token)) == 1
 
+
+
+def test_gallery_items_follow_the_gallery(server_factory, tmp_path):
+    server = server_factory(modules={"rec_system": {"index_dir": str(tmp_path / "gallery"), "detector": None,
+                                                    "feature": {"preset": "pplcnet_pulc_1280"}}})
+    assert value(scrape(server), "clas_gallery_items", module="rec_system") == 0
+    Client(server.url).gallery("add", images=[image_path("drink/youjia.jpeg"), image_path(TEXT_UP)],
+                               labels=["youjia", "text"])
+    samples = scrape(server)
+    assert value(samples, "clas_gallery_items", module="rec_system") == 2
+    assert value(samples, "clas_requests_total", module="rec_system", code="ok") >= 1
