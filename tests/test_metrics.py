@@ -100,6 +100,16 @@ def test_metrics_need_the_api_token(server_factory):
     assert ok_requests(scrape(server, headers=token)) == 1
 
 
+def test_a_metrics_token_replaces_the_api_token_for_metrics_only(server_factory):
+    server = server_factory(modules={MODULE: {"api_token": "s3cret", "metrics_token": "scrape", "cpu_threads": 1}})
+    assert requests.get(f"{server.url}/metrics", headers={"Authorization": "Bearer s3cret"},
+                        timeout=30).status_code == 401
+    assert ok_requests(scrape(server, headers={"Authorization": "Bearer scrape"})) == 0
+    refused = requests.post(server.predict_url(MODULE), json={"images": [b64(image_bytes(TEXT_UP))]},
+                            headers={"Authorization": "Bearer scrape"}, timeout=60)
+    assert refused.status_code == 401
+
+
 
 def test_gallery_items_follow_the_gallery(server_factory, tmp_path):
     server = server_factory(modules={"rec_system": {"index_dir": str(tmp_path / "gallery"), "detector": None,

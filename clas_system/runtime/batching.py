@@ -10,6 +10,8 @@ their items and, when the server layer reports them through `REQUESTS_IN_FLIGHT`
 still being read and parsed. The second matters with Paddle Inference, whose run() holds the
 GIL: without the wait, the batch thread takes the GIL back before parsing requests can queue,
 and batches stay at one or two items.
+
+Each model batch is reported to `clas_system.hooks.BATCH_RAN` (its size and run time).
 """
 import os
 import queue

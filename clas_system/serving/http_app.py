@@ -4,7 +4,8 @@
                              the module called directly from a fixed pool of request threads
     GET  /health             200 while the process serves
     GET  /ready              200 with per-module detail once every module is warmed up; 503 before
-    GET  /metrics            Prometheus text (clas_system.serving.metrics); behind api_token when set
+    GET  /metrics            Prometheus text (clas_system.serving.metrics); behind metrics_token, else
+                             api_token, when set
     anything else            PaddleHub's own Flask app (its index page, pages registered on it)
 
 Requests are admitted through a bounded gate: at most `request_threads` run at once and at most
@@ -205,7 +206,7 @@ async def send_answer(send, status, body, headers=JSON_HEADERS):
 class ServingApp:
     """The ASGI app. Built before gunicorn forks; its threads and modules are set up per
     process on first use (threads do not survive a fork). `metrics_tokens`: the modules'
-    api_tokens; when there are any, /metrics needs one of them."""
+    metrics_token (else api_token); when there are any, /metrics needs one of them."""
 
     def __init__(self, wsgi_fallback, module_infos, limits, metrics_tokens=()):
         self.wsgi_fallback = wsgi_fallback
