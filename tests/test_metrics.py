@@ -1,6 +1,9 @@
 """GET /metrics against real servers: Prometheus text whose request counter grows with traffic,
 latency and batch histograms, every gunicorn worker's figures in one answer, the token, and a
 gallery's size."""
+import concurrent.futures
+import os
+import signal
 import time
 
 import requests
@@ -88,6 +91,17 @@ def test_metrics_add_up_gunicorn_workers(server_factory):
     assert len(serving_workers(samples)) == 2
     assert all(rss > 10 * 2 ** 20 for rss in serving_workers(samples).values())
 
+    killed = next(iter(serving_workers(samples)))
+    os.kill(int(killed), signal.SIGKILL)  # gunicorn forks a new worker; the dead one's live gauges go
+    deadline = time.monotonic() + 120
+    while True:
+        workers = serving_workers(scrape(server))
+        if killed not in workers and len(workers) == 2:
+            break
+        assert time.monotonic() < deadline, f"worker {killed} still reported, or no new worker: {workers}"
+        time.sleep(0.5)
+    assert ok_requests(scrape(server)) == 8  # counters of a dead worker still count
+
 
 def test_metrics_need_the_api_token(server_factory):
     server = server_factory(modules={MODULE: {"api_token": "s3cret", "cpu_threads": 1}})
@@ -120,3 +134,20 @@ def test_gallery_items_follow_the_gallery(server_factory, tmp_path):
     samples = scrape(server)
     assert value(samples, "clas_gallery_items", module="rec_system") == 2
     assert value(samples, "clas_requests_total", module="rec_system", code="ok") >= 1
+
+
+def test_overload_refusals_are_counted(server_factory):
+    server = server_factory(modules={MODULE: {"request_threads": 1, "max_waiting_requests": 0, "cpu_threads": 1}})
+    body = {"images": [b64(image_bytes(TEXT_UP))] * 4}
+
+    def status(_):
+        return requests.post(server.predict_url(MODULE), json=body, timeout=60).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(status, range(64)))
+    samples = scrape(server)
+    assert 503 in statuses and 200 in statuses
+    assert value(samples, "clas_requests_total", module=MODULE, code="overloaded") == statuses.count(503)
+    assert ok_requests(samples) == statuses.count(200)
+    assert sum(samples["clas_overload_refusals_total"].values()) == statuses.count(503)
+    assert value(samples, "clas_requests_in_flight") == 0 and value(samples, "clas_requests_waiting") == 0
