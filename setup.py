@@ -30,6 +30,8 @@ setup(
             "httptools",
             "uvloop",
             "orjson",
+            # GET /metrics, summed over gunicorn workers in its multiprocess mode
+            "prometheus-client>=0.26,<0.27",
             "onnxruntime",
             # backend auto on CPU: reads .onnx and .pdmodel, releases the GIL while it runs
             "openvino>=2026.4,<2027",

@@ -56,6 +56,8 @@ class ServingParams:
                                      doc="on SIGTERM, how long requests in flight may take to finish")
     host: str = setting("0.0.0.0", doc="address `hub serving start -m` binds (127.0.0.1 behind a proxy)")
     api_token: Optional[str] = setting(None, doc="when set, every request must carry this token")
+    metrics_token: Optional[str] = setting(None, doc="when set, GET /metrics needs this token instead of api_token "
+                                                     "(a scraper need not hold the API's)")
     max_images_per_request: int = setting(64, min=1)
     max_image_pixels: int = setting(40_000_000, min=1, doc="width x height of one decoded image")
     max_request_bytes: int = setting(64 * 1024 * 1024, min=1, doc="encoded image bytes in one request")

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ImageError, ImageTooLarge, prefixed
+from ..hooks import IMAGE_DECODED
 
 REDUCED_DECODE_FLAGS = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
                         (2, cv2.IMREAD_REDUCED_COLOR_2))
@@ -61,6 +62,7 @@ def decode_image(data, where=None, max_pixels=None, min_side=None, to_rgb=True):
     image = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
     if image is None:
         raise ImageError(prefixed(where, f"{fmt} data could not be decoded (corrupt or truncated)"))
+    IMAGE_DECODED()
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if to_rgb else image
 
 

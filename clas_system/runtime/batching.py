@@ -10,11 +10,15 @@ their items and, when the server layer reports them through `REQUESTS_IN_FLIGHT`
 still being read and parsed. The second matters with Paddle Inference, whose run() holds the
 GIL: without the wait, the batch thread takes the GIL back before parsing requests can queue,
 and batches stay at one or two items.
+
+Each model batch is reported to `clas_system.hooks.BATCH_RAN` (its size and run time).
 """
 import os
 import queue
 import threading
 import time
+
+from ..hooks import BATCH_RAN
 
 
 class RequestGauge:
@@ -51,6 +55,7 @@ class DynamicBatcher:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
         self.run_batch = run_batch
+        self.model_name = getattr(run_batch, "__qualname__", type(run_batch).__name__)
         self.max_batch_size = max_batch_size
         self.batch_wait_s = batch_wait_s
         self._pid = None
@@ -138,7 +143,9 @@ class DynamicBatcher:
         results = []
         for start in range(0, len(items), self.max_batch_size):
             chunk = items[start:start + self.max_batch_size]
+            started = time.perf_counter()
             out = self.run_batch(chunk)
+            BATCH_RAN(self.model_name, len(chunk), time.perf_counter() - started)
             if len(out) != len(chunk):
                 raise RuntimeError(f"batched function returned {len(out)} results for {len(chunk)} items")
             results.extend(out)

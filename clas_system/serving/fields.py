@@ -23,13 +23,19 @@ def json_type(value):
     return JSON_TYPE_NAMES.get(type(value), type(value).__name__)
 
 
-def check_token(serving, authorization):
-    """api_token set: require `Authorization: Bearer <token>` (compared in constant time)."""
-    if serving.api_token is None:
-        return
+UNAUTHORIZED_MESSAGE = "unauthorized: send the header 'Authorization: Bearer <api_token>'"
+
+
+def token_matches(authorization, token):
+    """Whether an Authorization header carries `Bearer <token>` (compared in constant time)."""
     given = (authorization or "").removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(given.encode(), serving.api_token.encode()):
-        raise Unauthorized("unauthorized: send the header 'Authorization: Bearer <api_token>'")
+    return hmac.compare_digest(given.encode(), token.encode())
+
+
+def check_token(serving, authorization):
+    """api_token set: require `Authorization: Bearer <token>`."""
+    if serving.api_token is not None and not token_matches(authorization, serving.api_token):
+        raise Unauthorized(UNAUTHORIZED_MESSAGE)
 
 
 def check_fields(request, allowed):

@@ -4,6 +4,8 @@
                              the module called directly from a fixed pool of request threads
     GET  /health             200 while the process serves
     GET  /ready              200 with per-module detail once every module is warmed up; 503 before
+    GET  /metrics            Prometheus text (clas_system.serving.metrics); behind metrics_token, else
+                             api_token, when set
     anything else            PaddleHub's own Flask app (its index page, pages registered on it)
 
 Requests are admitted through a bounded gate: at most `request_threads` run at once and at most
@@ -21,13 +23,14 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 import orjson
 
-from ..errors import WIRE_CODES, BadRequest, ClasSystemError, Overloaded, TooLarge, wire_code, wire_error
+from ..errors import (WIRE_CODES, BadRequest, ClasSystemError, Overloaded, TooLarge, Unauthorized, wire_code,
+                      wire_error)
 from ..runtime.batching import REQUESTS_IN_FLIGHT
-from .fields import json_type
+from .fields import UNAUTHORIZED_MESSAGE, json_type, token_matches
 from .wsgi_bridge import call_wsgi
 
 log = logging.getLogger("clas_system")
@@ -38,6 +41,13 @@ OUTDATED_USAGE = ("This usage is out of date, please use 'application/json' as c
                   "/predict/{name}.")
 
 _request_context = threading.local()
+
+
+class Answer(NamedTuple):
+    """What a predict request is answered with, and its outcome for the metrics: "ok" or a wire code."""
+    status: int
+    body: bytes
+    outcome: str
 
 
 def current_authorization():
@@ -108,13 +118,13 @@ def envelope(status, msg, results, error=None):
 
 
 def error_answer(err):
-    """Any exception -> (HTTP status, body): the one place errors meet the wire. A fault of the
-    server (model_error) is logged with its traceback."""
+    """Any exception -> its Answer: the one place errors meet the wire. A fault of the server
+    (model_error) is logged with its traceback."""
     code = wire_code(err)
     if code == "model_error" or not isinstance(err, ClasSystemError):
         log.error("request failed inside the server", exc_info=err)
     error = wire_error(err)
-    return WIRE_CODES[code].http_status, dumps(envelope("101", error["message"], "", error))
+    return Answer(WIRE_CODES[code].http_status, dumps(envelope("101", error["message"], "", error)), code)
 
 
 def parse_request(body):
@@ -130,13 +140,13 @@ def parse_request(body):
 
 
 def answer_predict(module, body, content_type, authorization):
-    """Runs in a request thread: body bytes -> (HTTP status, answer bytes)."""
-    if b"json" not in content_type:
-        return 200, dumps(envelope("112", OUTDATED_USAGE.format(name=module.name), ""))
+    """Runs in a request thread: body bytes -> Answer."""
+    if b"json" not in content_type:  # PaddleHub's refusal of a form post, counted as the bad request it is
+        return Answer(200, dumps(envelope("112", OUTDATED_USAGE.format(name=module.name), "")), "bad_request")
     _request_context.authorization = authorization  # "" when the header is absent: Flask is not asked
     try:
         results = module.call(parse_request(body))
-        return 200, dumps(envelope("000", "", results))
+        return Answer(200, dumps(envelope("000", "", results)), "ok")
     except Exception as err:  # noqa: BLE001 - every failure is answered, typed, in one place
         return error_answer(err)
     finally:
@@ -182,6 +192,11 @@ async def read_body(receive, limit):
             return b"".join(chunks)
 
 
+def authorized(tokens, authorization):
+    """No token set, or the header carries one of them."""
+    return not tokens or any(token_matches(authorization, token) for token in tokens)
+
+
 async def send_answer(send, status, body, headers=JSON_HEADERS):
     await send({"type": "http.response.start", "status": status,
                 "headers": headers + [(b"content-length", str(len(body)).encode())]})
@@ -190,12 +205,14 @@ async def send_answer(send, status, body, headers=JSON_HEADERS):
 
 class ServingApp:
     """The ASGI app. Built before gunicorn forks; its threads and modules are set up per
-    process on first use (threads do not survive a fork)."""
+    process on first use (threads do not survive a fork). `metrics_tokens`: the modules'
+    metrics_token (else api_token); when there are any, /metrics needs one of them."""
 
-    def __init__(self, wsgi_fallback, module_infos, limits):
+    def __init__(self, wsgi_fallback, module_infos, limits, metrics_tokens=()):
         self.wsgi_fallback = wsgi_fallback
         self.module_infos = module_infos
         self.limits = limits
+        self.metrics_tokens = tuple(metrics_tokens)
         self._pid = None
 
     def start(self):
@@ -204,13 +221,17 @@ class ServingApp:
         start, loudly, instead of failing requests later. Idempotent."""
         if self._pid == os.getpid():
             return
+        from .metrics import ServingMetrics  # here, not above: see metrics_dir
+
         self.modules = served_modules(self.module_infos)
+        self.metrics = ServingMetrics(list(self.modules), self.gallery_items)
         self.pool = concurrent.futures.ThreadPoolExecutor(self.limits.request_threads, thread_name_prefix="request")
         self.gate = AdmissionGate(self.limits.request_threads + self.limits.max_waiting_requests)
         for module in self.modules.values():
             if module.warm_up is not None:
                 # in a request thread: thread-local state a backend keeps is then made where it is used
                 self.pool.submit(module.warm_up).result()
+        self.metrics.refresh_every()
         self._pid = os.getpid()
 
     def readiness(self):
@@ -221,6 +242,11 @@ class ServingApp:
                 state.update(module.readiness())
             detail[name] = state
         return all(state["ready"] for state in detail.values()), detail
+
+    def gallery_items(self):
+        """{module: items in its gallery} for the modules whose readiness reports one."""
+        _, detail = self.readiness()
+        return {name: state["items"] for name, state in detail.items() if "items" in state}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -236,41 +262,61 @@ class ServingApp:
             # loop (and /health) until its deadline
             ready, detail = await asyncio.to_thread(self.readiness)
             await send_answer(send, 200 if ready else 503, dumps({"ready": ready, "modules": detail}))
+        elif path == "/metrics" and method in ("GET", "HEAD"):
+            await self.answer_metrics(scope, send)
         else:
             await self.fallback(scope, receive, send)
 
     async def predict(self, module, scope, receive, send):
         arrived = time.monotonic()
-        if not self.gate.try_enter():
-            status, body = error_answer(Overloaded(
-                f"overloaded: {self.gate.limit} requests already running or waiting; retry shortly"))
-            await send_answer(send, status, body)
+        answer = await self.admitted_answer(module, scope, receive, arrived)
+        if answer is None:  # the client left before its body arrived
             return
+        await send_answer(send, answer.status, answer.body)
+        self.metrics.request_answered(module.name, answer.outcome, time.monotonic() - arrived)
+
+    async def admitted_answer(self, module, scope, receive, arrived):
+        if not self.gate.try_enter():
+            self.metrics.overload_refusals.labels("queue_full").inc()
+            return error_answer(Overloaded(
+                f"overloaded: {self.gate.limit} requests already running or waiting; retry shortly"))
         try:
-            with REQUESTS_IN_FLIGHT:
+            with REQUESTS_IN_FLIGHT, self.metrics.in_flight.track_inprogress():
                 declared = header(scope, b"content-length")
                 if declared.isdigit() and int(declared) > self.limits.max_body_bytes:
                     raise TooLarge.for_field("body", f"{int(declared)} bytes, over the limit of "
                                                      f"{self.limits.max_body_bytes}")
                 body = await read_body(receive, self.limits.max_body_bytes)
                 if body is None:
-                    return
+                    return None
+                self.metrics.received_bytes.labels(module.name).inc(len(body))
+                self.metrics.waiting.inc()
                 loop = asyncio.get_running_loop()
-                status, answer = await loop.run_in_executor(
+                return await loop.run_in_executor(
                     self.pool, self._run_admitted, module, body, header(scope, b"content-type"),
                     header(scope, b"authorization").decode("latin-1"), arrived)
         except TooLarge as err:
-            status, answer = error_answer(err)
+            return error_answer(err)
         finally:
             self.gate.leave()
-        await send_answer(send, status, answer)
 
     def _run_admitted(self, module, body, content_type, authorization, arrived):
+        self.metrics.waiting.dec()
         waited = time.monotonic() - arrived
         if waited > self.limits.max_wait_s:
+            self.metrics.overload_refusals.labels("waited_too_long").inc()
             return error_answer(Overloaded(f"overloaded: waited {waited * 1000:.0f} ms for a request thread, "
                                            f"over the bound of {self.limits.max_wait_s * 1000:.0f} ms; retry shortly"))
         return answer_predict(module, body, content_type, authorization)
+
+    async def answer_metrics(self, scope, send):
+        if not authorized(self.metrics_tokens, header(scope, b"authorization").decode("latin-1")):
+            answer = error_answer(Unauthorized(UNAUTHORIZED_MESSAGE))
+            await send_answer(send, answer.status, answer.body)
+            return
+        # the default executor: a scrape does not queue behind requests, nor hold a request thread
+        body = await asyncio.get_running_loop().run_in_executor(None, self.metrics.exposition)
+        await send_answer(send, 200, body, [(b"content-type", self.metrics.content_type)])
 
     async def fallback(self, scope, receive, send):
         """Anything not ours goes to PaddleHub's Flask app, run in a request thread."""

@@ -24,6 +24,7 @@ import time
 
 from . import webui
 from .http_app import HttpLimits, ServingApp, own_method
+from .metrics_dir import remove_metrics_dir, use_fresh_metrics_dir
 
 log = logging.getLogger("clas_system")
 
@@ -119,7 +120,7 @@ def serve_one_process(flask_app, host, port):
     import uvicorn
 
     limits, graceful = _installed["limits"], _installed["graceful_stop_s"]
-    app = ServingApp(webui.register(flask_app), module_infos(), limits)
+    app = ServingApp(webui.register(flask_app), module_infos(), limits, _installed["metrics_tokens"])
     log.warning("serving on %s:%s: %d request threads, %d more may wait up to %.0f ms",
                 host, port, limits.request_threads, limits.max_waiting_requests, limits.max_wait_s * 1000)
     config = uvicorn.Config(app, host=host, port=int(port), log_level="warning", **uvicorn_options(graceful))
@@ -139,6 +140,11 @@ def serve_one_process(flask_app, host, port):
     log.warning("stopped")
 
 
+def metrics_token(serving):
+    """The token GET /metrics asks of a scraper for this module: metrics_token, else api_token."""
+    return serving.metrics_token if serving.metrics_token is not None else serving.api_token
+
+
 def install_concurrent_runners(serving):
     """Make the running `hub serving start` serve through our front with `serving`'s limits.
 
@@ -151,6 +157,9 @@ def install_concurrent_runners(serving):
     _installed["limits"] = http_limits(serving)
     _installed["graceful_stop_s"] = max(serving.graceful_stop_s, _installed.get("graceful_stop_s", 0))
     _installed.setdefault("host", serving.host)
+    _installed.setdefault("metrics_tokens", [])
+    if metrics_token(serving) is not None:
+        _installed["metrics_tokens"].append(metrics_token(serving))
 
     def run(configs=None, port=8866):
         limit_malloc_arenas()
@@ -163,8 +172,12 @@ def install_concurrent_runners(serving):
     class ServingStandaloneApplication(_installed["original_app"]):
         def load_config(self):
             super().load_config()
-            self.application = ServingApp(webui.register(self.application), module_infos(), _installed["limits"])
+            self.application = ServingApp(webui.register(self.application), module_infos(), _installed["limits"],
+                                          _installed["metrics_tokens"])
             freeze_startup_objects()
+            metrics_dir = use_fresh_metrics_dir()
+            self.cfg.set("child_exit", forget_worker_metrics)
+            self.cfg.set("on_exit", lambda _arbiter: remove_metrics_dir(metrics_dir))
             self.cfg.set("worker_class", "clas_system.serving.hubserving.ServingWorker")
             self.cfg.set("graceful_timeout", int(_installed["graceful_stop_s"]) + 2)
             if _installed["host"] != "0.0.0.0":
@@ -173,6 +186,13 @@ def install_concurrent_runners(serving):
 
     app_compat.run = run
     hub_serving_command.StandaloneApplication = ServingStandaloneApplication
+
+
+def forget_worker_metrics(_arbiter, worker):
+    """gunicorn's child_exit hook, in the master: a dead worker's live gauges stop counting."""
+    from .metrics import mark_worker_dead  # here: prometheus_client is imported after the metrics folder is set
+
+    mark_worker_dead(worker.pid)
 
 
 def _serving_worker_class():
