@@ -4,8 +4,11 @@
 
 Each scenario starts rec_system with `hub serving start -c config.json` under a temporary
 HUB_HOME, with a gallery built from ../shared/images (drink + imagenet, one label per image):
-  one process     faiss gallery, cpu_threads = CPUs (every core for one process)
-  2 workers       use_multiprocess, workers 2, one faiss gallery, cpu_threads = CPUs / 2
+  old default     one process, the earlier default pipeline (DINOv2 class token, U²-Net-p at
+                  320, plain cosine, fp32), for the ratio
+  one process     faiss gallery, the shipped defaults
+  2 workers       use_multiprocess, workers 2, one faiss gallery (cpu_threads unset: each worker
+                  takes its share, CPUs / 2)
   2 servers       two `hub serving start` on one Milvus Lite standalone server, cpu_threads = CPUs / 2
 so every scenario may use the same cores. After a warm-up (each process loads its models on its
 first requests) the clients send one image per recognition request for --duration seconds
@@ -33,6 +36,8 @@ from . import RESULTS
 
 WARMUP_S = 15
 FOLDERS = ("drink", "imagenet")
+OLD_DEFAULT = {"feature": {"preset": "dinov2_vits14"}, "scoring": "plain", "score_thres": 0.5,
+               "large_box_share": None, "cpu_precision": "fp32", "detector": {"saliency": {"input_size": 320}}}
 
 
 def gallery_entries():
@@ -106,11 +111,12 @@ def main(argv=None):
         data_file.write_text("".join(f"{path}\t{label}\n" for path, label in entries))
         common = {"data_file": str(data_file), "image_root": str(SHARED_IMAGES), "backend": options.backend}
 
-        def faiss_args(folder, threads):
-            return {**common, "index_dir": str(scratch / folder), "cpu_threads": threads}
+        def faiss_args(folder, **args):
+            return {**common, "index_dir": str(scratch / folder), **args}
 
-        for name, args, workers in (("one process", faiss_args("one", cpus), None),
-                                    ("2 workers", faiss_args("workers", max(1, cpus // 2)), 2)):
+        for name, args, workers in (("one process, old default", faiss_args("old", **OLD_DEFAULT), None),
+                                    ("one process", faiss_args("one"), None),
+                                    ("2 workers", faiss_args("workers"), 2)):
             server = start_server(scratch / "hub_home", scratch, args, workers)
             try:
                 rows.append(run_scenario(name, [server], entries, options))
@@ -132,7 +138,7 @@ def main(argv=None):
                 server.stop()
             if milvus_proc is not None:
                 stop_milvus_server(milvus_proc)
-    one = rows[0]["images_per_s"]
+    one = rows[1]["images_per_s"]
     print(f"\n{options.clients} clients, {options.duration:.0f} s each, {cpus} CPUs, backend {options.backend}\n")
     print("| scenario | img/s | vs one process | failed |\n|---|---|---|---|")
     for row in rows:

@@ -1,7 +1,7 @@
 """Recognition recall benchmark: `python -m bench.recall_bench`.
 
 Every shared image is a gallery item with its own label, embedded by a rec_system feature preset
-(default: rec_system's default, dinov2_vits14). Each image is then altered seven ways (centre crop
+(default: rec_system's default, efficientnet_lite2). Each image is then altered seven ways (centre crop
 80%, scale 0.5, brightness +30%, JPEG re-encode at quality 40, horizontal flip, rotation by 10
 degrees, Gaussian blur) and searched against the whole gallery. recall@1 is the share of altered
 queries whose best hit is their own original; mAP is the mean average precision, which with one

@@ -32,7 +32,9 @@ class PredictorParams:
     trt_precision: str = setting("fp32", choices=("fp32", "fp16", "int8"))
     trt_min_subgraph_size: int = setting(15, min=1)
     enable_mkldnn: bool = setting(True, doc="oneDNN on CPU (Paddle Inference)")
-    cpu_threads: int = setting(2, min=1, max=256, doc="math threads per predictor (every backend)")
+    cpu_threads: Optional[int] = setting(None, min=1, max=256,
+                                         doc="math threads per predictor (every backend); None: this process's "
+                                             "share of the CPUs, CPUs / gunicorn workers (at least 1)")
     ir_optim: bool = setting(True, doc="graph optimisation passes")
     cpu_precision: str = setting("fp32", choices=("fp32", "bf16", "auto"),
                                  doc="OpenVINO on CPU; bf16 (CPUs with AVX512-BF16/AMX) is faster but moves scores; "

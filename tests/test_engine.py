@@ -1,6 +1,7 @@
 """The classification engine in-process: settings, PaddleClas-parity preprocessing, postprocess,
 batching and decoding. The end-to-end HTTP behaviour is in test_clas_serving.py."""
 import dataclasses
+import os
 import threading
 import time
 
@@ -293,3 +294,14 @@ def test_use_gpu_on_a_cpu_build_fails_at_start_up_naming_the_fix(preset, fix):
     settings = load_classifier_settings({"preset": preset, "predictor": {"use_gpu": True}})
     with pytest.raises(ModelError, match=fix):
         build_classifier(settings)
+
+
+def test_an_unset_cpu_threads_is_this_process_share_of_the_cpus(monkeypatch):
+    from clas_system.runtime.predictor import SERVING_PROCESSES_ENV, cpu_share
+
+    monkeypatch.setenv(SERVING_PROCESSES_ENV, "2")
+    assert cpu_share() == max(1, os.cpu_count() // 2)
+    monkeypatch.setenv(SERVING_PROCESSES_ENV, str(4 * os.cpu_count()))
+    assert cpu_share() == 1
+    monkeypatch.delenv(SERVING_PROCESSES_ENV)
+    assert cpu_share() == os.cpu_count()

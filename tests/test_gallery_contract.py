@@ -71,6 +71,20 @@ def test_add_search_remove_stats(gallery, settings):
         assert reopened.search(vectors[2:3], k=1)[0][0].label == "商品 2"
 
 
+def test_vectors_by_id_and_a_revision_that_moves_with_changes(gallery):
+    vectors = unit_vectors(5, seed=3)
+    before = gallery.revision()
+    ids = gallery.add(vectors, [f"l{i}" for i in range(5)])
+    after_add = gallery.revision()
+    assert after_add != before
+    got = gallery.vectors(np.array([ids[3], ids[0], 10 ** 15]))
+    assert set(got) == {ids[3], ids[0]}
+    np.testing.assert_allclose(got[ids[3]], vectors[3], atol=1e-6)
+    assert gallery.revision() == after_add
+    gallery.remove(ids=[ids[0]])
+    assert gallery.revision() != after_add and ids[0] not in gallery.vectors(np.array([ids[0]]))
+
+
 @pytest.mark.parametrize("call, field, index, message", [
     (lambda g: g.add(np.ones((1, 8)), ["a"]), "vectors", None, "dimension 8, the gallery expects 16"),
     (lambda g: g.add(unit_vectors(2), ["a"]), "labels", None, "2 vectors but 1 labels"),

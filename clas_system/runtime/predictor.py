@@ -30,6 +30,7 @@ from .paddle_inference import PaddlePredictor
 log = logging.getLogger("clas_system")
 
 BACKENDS_TAKING_IMAGES = ("onnxruntime", "openvino")
+SERVING_PROCESSES_ENV = "CLAS_SYSTEM_SERVING_PROCESSES"
 
 
 def auto_backend(model_path, params):
@@ -80,6 +81,13 @@ def choose_backend(model_path, params):
 BACKEND_CLASSES = {"openvino": OpenVinoPredictor, "onnxruntime": OnnxPredictor, "paddle": PaddlePredictor}
 
 
+def cpu_share():
+    """This process's share of the CPUs: serving processes on one machine each get an equal part,
+    so several are never slower than one (SERVING_PROCESSES_ENV: set by the serving layer)."""
+    processes = int(os.environ.get(SERVING_PROCESSES_ENV) or 1)
+    return max(1, (os.cpu_count() or 1) // max(1, processes))
+
+
 def create_predictor(model_path, params, max_batch_size=1, image_input=None, backend=None):
     """A loaded predictor: `.input_names`, `.output_names`, `.run({name: array}) -> [arrays]`.
     With `image_input` its first input takes uint8 NHWC images (OpenVINO and ONNX Runtime)."""
@@ -118,6 +126,8 @@ class LazyPredictor:
         return self._loaded_models[image_input]
 
     def _load(self, image_input):
+        if self._params.cpu_threads is None:
+            self._params = dataclasses.replace(self._params, cpu_threads=cpu_share())
         try:
             predictor = create_predictor(self.model_path, self._params, self._max_batch_size, image_input, self.backend)
         except ModelError as err:

@@ -17,11 +17,13 @@ import ctypes
 import ctypes.util
 import gc
 import logging
+import os
 import signal
 import sys
 import threading
 import time
 
+from ..runtime.predictor import SERVING_PROCESSES_ENV
 from . import webui
 from .http_app import HttpLimits, ServingApp, own_method
 from .metrics_dir import remove_metrics_dir, use_fresh_metrics_dir
@@ -175,6 +177,7 @@ def install_concurrent_runners(serving):
             self.application = ServingApp(webui.register(self.application), module_infos(), _installed["limits"],
                                           _installed["metrics_tokens"])
             freeze_startup_objects()
+            os.environ[SERVING_PROCESSES_ENV] = str(self.cfg.workers)  # the workers' models share the CPUs
             metrics_dir = use_fresh_metrics_dir()
             self.cfg.set("child_exit", forget_worker_metrics)
             self.cfg.set("on_exit", lambda _arbiter: remove_metrics_dir(metrics_dir))
