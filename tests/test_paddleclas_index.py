@@ -3,7 +3,7 @@ and checked against PaddleClas 2.6.0 itself.
 
 The reference is PaddleClas's own deploy/python/build_gallery.py and predict_system.py, run in
 the reference venv (harness/paddleclas_reference.py) by harness/paddleclas_worker.py, with the
-same feature model as ours: the derived DINOv2 model, handed to PaddleClas as
+same feature model as ours: the derived DINOv2 model (its preset keeps PaddleClas's plain scores), handed to PaddleClas as
 <folder>/inference.onnx with Global.use_onnx (its ONNX Runtime path). No detector on either side
 (PaddleClas has none offline), so the whole image is the region, as predict_system does.
 """
@@ -129,6 +129,9 @@ def test_export_then_import_keeps_vectors_labels_and_answers(tmp_path, method, m
 
 # ---- against PaddleClas 2.6.0 -------------------------------------------------------------------
 
+# PaddleClas's semantics (one view, plain cosine, score_thres 0.5) are those of the DINOv2 preset
+DINOV2 = {"feature": {"preset": "dinov2_vits14"}, "detector": None}
+
 def run_paddleclas(python, workdir, job):
     job_path, out_path = workdir / f"{job['kind']}_job.json", workdir / f"{job['kind']}_out.json"
     job_path.write_text(json.dumps(job, ensure_ascii=False))
@@ -161,7 +164,7 @@ def compared(tmp_path_factory):
     `clas-gallery import` of it; `clas-gallery export` of that; then PaddleClas's predict_system.py
     over both its own index and our export, and ours over the import, on every product query."""
     workdir = tmp_path_factory.mktemp("paddleclas")
-    settings = load_recognition_settings({"detector": None, "gallery": {"index_dir": str(workdir / "unused")}})
+    settings = load_recognition_settings({**DINOV2, "gallery": {"index_dir": str(workdir / "unused")}})
     model_folder = workdir / "rec_model"
     model_folder.mkdir()
     os.symlink(settings.feature.model_path, model_folder / "inference.onnx")
@@ -172,7 +175,8 @@ def compared(tmp_path_factory):
     config = paddleclas_config(model_folder, theirs_dir, data_file)
     run_paddleclas(python, workdir, {"kind": "shitu_build", "config": config})
 
-    assert gallery_cli.main(["import", "--paddleclas-index", str(theirs_dir), "--index-dir", str(imported)]) == 0
+    assert gallery_cli.main(["import", "--paddleclas-index", str(theirs_dir), "--index-dir", str(imported),
+                             "--set", "preset=dinov2_vits14"]) == 0
     assert gallery_cli.main(["export", "--index-dir", str(imported), "--paddleclas-index", str(exported)]) == 0
     images = [str(SHARED_IMAGES / query) for query in QUERIES]
     answers = run_paddleclas(python, workdir, {"kind": "shitu_predict", "config": config, "images": images,
@@ -182,8 +186,7 @@ def compared(tmp_path_factory):
 
 
 def our_answers(index_dir):
-    recognizer = build_recognizer(load_recognition_settings({"detector": None,
-                                                             "gallery": {"index_dir": str(index_dir)}}))
+    recognizer = build_recognizer(load_recognition_settings({**DINOV2, "gallery": {"index_dir": str(index_dir)}}))
     try:
         return recognizer.recognize([image_bytes(query) for query in QUERIES])
     finally:

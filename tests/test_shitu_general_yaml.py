@@ -94,7 +94,7 @@ def test_binary_features_and_hamming_radius(shipped, tmp_path):
                                          {"use_gpu": False})
     assert settings.detector is None  # PaddleClas disables detection when the folder is empty
     assert settings.feature.binarize and settings.gallery.dist_type == "hamming" and settings.hamming_radius == 40
-    assert settings.feature.model_path.endswith("dinov2_vits14.onnx")  # params.py's preset, as none was given
+    assert settings.feature.model_path.endswith("efficientnet_lite2.onnx")  # params.py's preset, as none was given
     with pytest.raises(ParamsError, match="hamming_radius: applies to dist_type hamming only"):
         load_recognition_settings({"hamming_radius": 3})
 
@@ -104,7 +104,7 @@ def general_yaml(shipped, tmp_path_factory):
     """The shipped file, model folders pointed at models of the same kind, paths at a temp gallery."""
     workdir = tmp_path_factory.mktemp("general")
     export_fixture_detector(workdir / "detector")
-    feature_model = load_recognition_settings({}).feature.model_path
+    feature_model = load_recognition_settings({"feature": {"preset": "dinov2_vits14"}}).feature.model_path
     (workdir / "gallery_list.txt").write_text("".join(f"{p}\t{label}\n" for p, label in GALLERY.items()),
                                               encoding="utf-8")
     config = {name: (dict(body) if isinstance(body, dict) else body) for name, body in shipped.items()}

@@ -57,7 +57,7 @@ def remove_request(recognizer, request):
 def search_request(recognizer, request):
     images = image_list(request, recognizer.settings.serving)
     k = whole_number(request, "k", recognizer.settings.return_k)
-    hits = recognizer.search(recognizer.embed_images(recognizer.decode_all(images)), k)
+    hits = recognizer.gallery.search(recognizer.embed_images(recognizer.decode_all(images)), k)  # raw similarity
     return {"hits": [[hit._asdict() for hit in image_hits] for image_hits in hits]}
 
 
