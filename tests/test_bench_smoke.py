@@ -92,3 +92,31 @@ def test_soak_reports_rss_at_minute_marks_and_growth():
                                                "minute 10 -> 30": 1.98}
     assert rss["growth_per_10min_pct"] == {"minute 10 -> 20": 0.99, "minute 20 -> 30": 0.98}
     assert rss["fitted_growth_pct_per_10min"] == pytest.approx(1.0, abs=0.01)
+
+
+@pytest.mark.e2e
+def test_openset_bench_serves_a_small_set_and_reports_the_decisions(tmp_path):
+    """A generated folder of the open-set shape from the shared images (the real open-set photos
+    are for the bench itself): the shared products as known labels, other photos as unknowns."""
+    import json
+    import shutil
+
+    from bench import openset_bench
+
+    data = tmp_path / "set"
+    anmuxi = [f"product/gallery/anmuxi/{n:03d}.jpg" for n in range(1, 7)]
+    for label, gallery, queries in (("anmuxi", anmuxi, ["product/query/anmuxi.jpg"]),
+                                    ("youjia", ["drink/youjia.jpeg"], ["drink/youjia.jpeg"]),
+                                    ("mosilian", ["drink/mosilian.jpeg"], []),
+                                    ("nongfu_spring", ["drink/nongfu_spring.jpeg"], [])):
+        for folder, names in (("gallery", gallery), ("query_known", queries)):
+            (data / folder / label).mkdir(parents=True, exist_ok=True)
+            for name in names:
+                shutil.copy(image_path(name), data / folder / label / name.replace("/", "_"))
+    (data / "query_unknown").mkdir()
+    for name in ("imagenet/ILSVRC2012_val_00006666.JPEG", "misc/coco_000000570688.jpg"):
+        shutil.copy(image_path(name), data / "query_unknown" / name.replace("/", "_"))
+    openset_bench.main(["--data", str(data), "--pipelines", "default", "--out", str(tmp_path / "out")])
+    row = json.loads((tmp_path / "out" / "openset.json").read_text())["results"][0]
+    assert (row["known"], row["unknown"]) == (2, 2) and row["known_right"] == 1.0 and row["unknown_rejected"] == 1.0
+    assert set(row["parts"]) == {"product classes"} and (tmp_path / "out" / "openset_curve.png").stat().st_size > 0
