@@ -1,4 +1,4 @@
-"""Soak test: `python -m bench.soak --clients 8 --duration 300 --max-requests 200000`. Loopback only.
+"""Soak test: `python -m bench.soak --clients 8 --duration 300` (`--max-requests N` caps it). Loopback only.
 
 Starts its own clas_system server (harness.hub_server: `hub serving start -c config.json` under
 a temporary HUB_HOME) unless --url is given, then runs K client threads until the duration or the request
@@ -192,7 +192,7 @@ def check_hostile(response, http_status, texts):
 def client(index, url, images, hostile, expected_labels, args, deadline, budget, tally):
     rng = random.Random(args.seed * 1000 + index)
     with requests.Session() as session:
-        while time.monotonic() < deadline and next(budget) < args.max_requests:
+        while time.monotonic() < deadline and (args.max_requests is None or next(budget) < args.max_requests):
             if rng.random() < args.hostile_fraction:
                 name, body, http_status, texts = hostile[rng.randrange(len(hostile))]
                 try:
@@ -241,7 +241,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=8, help="concurrent client threads")
     parser.add_argument("--duration", type=float, default=300.0, help="seconds to run, at most")
-    parser.add_argument("--max-requests", type=int, default=200_000, help="requests to send, at most")
+    parser.add_argument("--max-requests", type=int, default=None,
+                        help="requests to send, at most (default: no cap, the soak runs for --duration)")
     parser.add_argument("--url", help="an already running server (loopback only), e.g. http://127.0.0.1:8866; "
                                       "default: start one")
     parser.add_argument("--server-pid", type=int,
@@ -253,7 +254,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(RESULTS / "soak.json"))
     args = parser.parse_args(argv)
-    if args.clients < 1 or args.duration <= 0 or args.max_requests < 1:
+    if args.clients < 1 or args.duration <= 0 or (args.max_requests is not None and args.max_requests < 1):
         parser.error("--clients, --duration and --max-requests must be positive")
     if args.url and not is_loopback(args.url):
         parser.error(f"--url: {args.url} is not on loopback; the soak test only talks to {', '.join(LOOPBACK)}")
@@ -277,7 +278,8 @@ def main(argv=None):
         sampler = RssSampler(pgid) if pgid else None
         if sampler:
             sampler.start()
-        print(f"soak: {args.clients} clients, up to {args.duration:g} s / {args.max_requests} requests, "
+        cap = "" if args.max_requests is None else f" / {args.max_requests} requests"
+        print(f"soak: {args.clients} clients, up to {args.duration:g} s{cap}, "
               f"{len(images)} images ({len(expected_labels)} label-checked), {len(hostile)} hostile cases",
               flush=True)
         started = time.monotonic()
