@@ -7,3 +7,7 @@ is in harness/. Results are written under bench/results/."""
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# rec_system's default before open-set recognition (DINOv2 class token, plain cosine at 0.5,
+# U²-Net-p at 320, the whole image beside every box, fp32): the baseline recognition benches report
+OLD_REC_DEFAULT = {"feature": {"preset": "dinov2_vits14"}, "scoring": "plain", "score_thres": 0.5,
+                   "large_box_share": None, "cpu_precision": "fp32", "detector": {"saliency": {"input_size": 320}}}

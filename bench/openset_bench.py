@@ -33,16 +33,10 @@ from harness.hub_server import HUB_MODULES, install_hub_modules, start_hub_serve
 from harness.payloads import SHARED_IMAGES, b64
 from params.recognition import load_recognition_settings
 
-from . import RESULTS
+from . import OLD_REC_DEFAULT, RESULTS
 
 DEFAULT_DATA = SHARED_IMAGES.parent / "openset"
-# the default before open-set recognition: DINOv2 class token, plain cosine at 0.5, U²-Net-p at
-# 320, the whole image beside every box, fp32
-PIPELINES = {
-    "default": {},
-    "old default": {"feature": {"preset": "dinov2_vits14"}, "scoring": "plain", "score_thres": 0.5,
-                    "large_box_share": None, "cpu_precision": "fp32", "detector": {"saliency": {"input_size": 320}}},
-}
+PIPELINES = {"default": {}, "old default": OLD_REC_DEFAULT}
 SUFFIXES = (".jpg", ".jpeg", ".png")
 BATCH = 8
 

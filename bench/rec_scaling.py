@@ -32,12 +32,10 @@ from harness.milvus_server import start_milvus_server, stop_milvus_server
 from harness.payloads import SHARED_IMAGES, image_b64
 from harness.ports import free_port
 
-from . import RESULTS
+from . import OLD_REC_DEFAULT, RESULTS
 
 WARMUP_S = 15
 FOLDERS = ("drink", "imagenet")
-OLD_DEFAULT = {"feature": {"preset": "dinov2_vits14"}, "scoring": "plain", "score_thres": 0.5,
-               "large_box_share": None, "cpu_precision": "fp32", "detector": {"saliency": {"input_size": 320}}}
 
 
 def gallery_entries():
@@ -114,7 +112,7 @@ def main(argv=None):
         def faiss_args(folder, **args):
             return {**common, "index_dir": str(scratch / folder), **args}
 
-        for name, args, workers in (("one process, old default", faiss_args("old", **OLD_DEFAULT), None),
+        for name, args, workers in (("one process, old default", faiss_args("old", **OLD_REC_DEFAULT), None),
                                     ("one process", faiss_args("one"), None),
                                     ("2 workers", faiss_args("workers"), 2)):
             server = start_server(scratch / "hub_home", scratch, args, workers)
