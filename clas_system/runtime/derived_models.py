@@ -52,12 +52,15 @@ def image_inputs(model):
 
 
 def extract(model, output_name):
-    """The part of `model` from its inputs to the tensor `output_name`."""
+    """The part of `model` from its inputs to the tensor `output_name`. Shapes are inferred
+    first: onnx's Extractor did that itself up to 1.17; later versions need the cut's value_info
+    in the model ("names were not found in value_infos")."""
+    from onnx.shape_inference import infer_shapes
     from onnx.utils import Extractor
 
     if output_name not in {out for node in model.graph.node for out in node.output}:
         raise DerivationError(f"the model has no tensor named {output_name!r} to cut at")
-    return Extractor(model).extract_model(image_inputs(model), [output_name])
+    return Extractor(infer_shapes(model)).extract_model(image_inputs(model), [output_name])
 
 
 def tensor_dims(value_info):
