@@ -134,16 +134,17 @@ class HubServer:
 
 
 def launch_hub_server(hub_home, workdir, modules=None, command=None, use_multiprocess=False, workers=2,
-                      hub=HUB, env=None, cwd=None):
+                      hub=HUB, env=None, cwd=None, config=None):
     """Start `hub serving start` on a free loopback port: with -c config.json for `modules`
-    ({name: init_args}), or as `command` (its "{port}" replaced), e.g.
-    user_command("clas_system"). Returns at once (see wait_ready)."""
+    ({name: init_args}) or a whole `config` (its port replaced), or as `command` (its "{port}"
+    replaced), e.g. user_command("clas_system"). Returns at once (see wait_ready)."""
     port = free_port()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if command is None:
+        config = {**config, "port": port} if config else serving_config(modules, port, use_multiprocess, workers)
         config_path = workdir / f"config_{port}.json"
-        config_path.write_text(json.dumps(serving_config(modules, port, use_multiprocess, workers)))
+        config_path.write_text(json.dumps(config))
         command = ["serving", "start", "-c", str(config_path)]
     else:
         command = [part.replace("{port}", str(port)) for part in command]

@@ -1,1 +1,2 @@
-"""det_system: PaddleDetection mainbody detection behind `hub serving start -m det_system`."""
+"""det_system: mainbody detection (built-in U²-Net-p saliency, or a PaddleDetection export) behind
+`hub serving start -m det_system`."""
