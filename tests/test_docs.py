@@ -2,7 +2,10 @@
 
 - docs/settings.md is exactly the settings reference rendered from the schema;
 - README.md is at most 300 lines and shows the two commands, `make serve` and `make test`;
-- every link to a docs/ page (and to a heading in it) from README.md and from docs/*.md exists.
+- every link to a docs/ page (and to a heading in it) from README.md and from docs/*.md exists;
+- measured figures are written where they were recorded, with their date and command (the bench
+  tables in docs/benchmarks.md, and the pages that report their own measurements); every other
+  page links them, so a new run cannot leave a stale copy behind.
 """
 import re
 from pathlib import Path
@@ -14,6 +17,12 @@ README = REPO / "README.md"
 DOCS = REPO / "docs"
 README_MAX_LINES = 300
 REGENERATE = ".venv/bin/python -m params.reference > docs/settings.md"
+
+# Pages that record measurements (each table or figure with its date and command); settings.md
+# is generated. Every other page states no figure in its prose and links these instead.
+RESULT_PAGES = {"benchmarks.md", "recognition.md", "models.md", "settings.md"}
+# A decimal number standing alone: 0.975, 2.2, .5; not a version (2.6.0, ==0.1.3, Apache-2.0).
+FIGURE = re.compile(r"(?<![\w.=~<>-])\d*\.\d+(?![\w.])")
 
 # [text](target) where target is a relative path to a markdown file, with an optional #anchor
 LINK = re.compile(r"\[[^\]]*\]\((?!https?://|mailto:)([^)#\s]*\.md)?(#[^)\s]*)?\)")
@@ -87,3 +96,19 @@ def test_links_between_pages_resolve(page):
         elif anchor and anchor[1:] not in anchors(target):
             broken.append(f"{target.relative_to(REPO)}{anchor} (no such heading)")
     assert not broken, f"{page.relative_to(REPO)} links to: {broken}"
+
+
+def prose(path):
+    """The page without code: fenced blocks and `inline code` (versions, settings, examples)."""
+    text = re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.S)
+    return re.sub(r"`[^`\n]*`", "", text)
+
+
+@pytest.mark.parametrize("page", [README, *sorted(p for p in DOCS.glob("*.md") if p.name not in RESULT_PAGES)],
+                         ids=lambda p: p.name)
+def test_figures_are_written_only_where_they_were_measured(page):
+    figures = [f"line {number}: {FIGURE.findall(line)}"
+               for number, line in enumerate(prose(page).splitlines(), 1) if FIGURE.search(line)]
+    assert not figures, (
+        f"{page.relative_to(REPO)} states figures in its prose: {figures}; a copy goes stale when the bench "
+        f"runs again: link the table that records them (docs/benchmarks.md, or {sorted(RESULT_PAGES)})")
