@@ -37,8 +37,10 @@ class PredictorParams:
                                              "share of the CPUs, CPUs / gunicorn workers (at least 1)")
     ir_optim: bool = setting(True, doc="graph optimisation passes")
     cpu_precision: str = setting("fp32", choices=("fp32", "bf16", "auto"),
-                                 doc="OpenVINO on CPU; bf16 (CPUs with AVX512-BF16/AMX) is faster but moves scores; "
-                                     "auto: bf16 where the CPU has it, else fp32 (other backends: fp32)")
+                                 doc="OpenVINO on CPU; bf16 (CPUs with AVX512-BF16/AMX) moves scores and is faster on "
+                                     "some CPUs, slower on others; auto: each process times the model at fp32 and "
+                                     "bf16 on its first batch (about 2 s) and keeps the faster (/ready shows it; "
+                                     "other backends: fp32)")
 
 
 @dataclasses.dataclass(frozen=True)

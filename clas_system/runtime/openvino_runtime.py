@@ -3,8 +3,9 @@ inference.json), and its infer() releases the GIL. For uint8 image input the cas
 layout go into the graph with OpenVINO's PrePostProcessor.
 
 Precision is set explicitly: OpenVINO otherwise runs bf16 on CPUs that have it, which moved
-the PULC model's probabilities by up to 9e-3. The server runs one batch at a time per process,
-so one stream (LATENCY) with all `cpu_threads` on that batch.
+the PULC model's probabilities by up to 9e-3. `cpu_precision: auto` is chosen by timing in
+LazyPredictor (runtime/precision.py); a predictor made on its own runs auto as fp32. The server
+runs one batch at a time per process, so one stream (LATENCY) with all `cpu_threads` on that batch.
 """
 import os
 
@@ -50,11 +51,10 @@ class OpenVinoPredictor:
             raise ModelError("backend 'openvino' runs on CPU here; for use_gpu choose backend 'paddle' "
                              "(Paddle folders) or 'onnxruntime' (.onnx files)")
         core = ov.Core()
-        has_bf16 = "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-        if params.cpu_precision == "bf16" and not has_bf16:
+        if params.cpu_precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
             raise ModelError("cpu_precision 'bf16': this CPU has no bf16 support (AVX512-BF16 or AMX); use 'fp32' "
                              "or 'auto'")
-        precision = "bf16" if params.cpu_precision == "bf16" or (params.cpu_precision == "auto" and has_bf16) else "fp32"
+        precision = "bf16" if params.cpu_precision == "bf16" else "fp32"
         program = program_file(model_path)
         try:
             model = core.read_model(program)

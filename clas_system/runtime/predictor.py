@@ -20,12 +20,14 @@ from typing import Callable
 
 import numpy as np
 
+from .. import hooks
 from ..errors import ModelError
 from ..ops.preprocess import build_pipeline
 from .model_files import paddle_model_files
 from .onnx_runtime import OnnxPredictor
 from .openvino_runtime import OpenVinoPredictor, program_file
 from .paddle_inference import PaddlePredictor
+from .precision import PrecisionChoice, candidate_precisions, measured_choice
 
 log = logging.getLogger("clas_system")
 
@@ -105,6 +107,9 @@ class LazyPredictor:
     With `image_input` and a backend that can, `run_images` feeds uint8 NHWC images to a copy of
     the model that normalises them itself; `run` keeps the model as it is (float input), and
     each is loaded only when first used.
+
+    `cpu_precision: auto` is decided by the first batch run in each process (runtime/precision.py);
+    `.precision` says what was chosen and how, once it is.
     """
 
     def __init__(self, model_path, params, max_batch_size=1, image_input=None):
@@ -116,20 +121,30 @@ class LazyPredictor:
         self._lock = threading.Lock()
         self._owner_pid = None
         self._loaded_models = {}
+        self.precision = None
 
-    def _loaded(self, image_input=None):
+    @property
+    def model_name(self):
+        """The model's file or folder name, as metrics and /ready name it."""
+        return os.path.basename(self.model_path.rstrip(os.sep))
+
+    def _loaded(self, image_input=None, feeds=None):
         if self._owner_pid != os.getpid():
             self._loaded_models = {}
+            self.precision = None
             self._owner_pid = os.getpid()
         if image_input not in self._loaded_models:
             self._loaded_models[image_input] = self._load(image_input)
+        if self.precision is None and feeds is not None:
+            self._loaded_models[image_input] = self._measured(image_input, feeds)
         return self._loaded_models[image_input]
 
     def _load(self, image_input):
         if self._params.cpu_threads is None:
             self._params = dataclasses.replace(self._params, cpu_threads=cpu_share())
+        precision = self.precision.precision if self.precision else self._params.cpu_precision
         try:
-            predictor = create_predictor(self.model_path, self._params, self._max_batch_size, image_input, self.backend)
+            predictor = self._create(image_input, precision)
         except ModelError as err:
             if self._params.backend != "auto" or self.backend != "openvino":
                 raise
@@ -138,11 +153,34 @@ class LazyPredictor:
             if self.backend not in BACKENDS_TAKING_IMAGES:
                 self.image_input = image_input = None
             log.warning("%s; backend auto runs it on %s instead", err, self.backend)
-            predictor = create_predictor(self.model_path, self._params, self._max_batch_size, image_input, self.backend)
+            predictor = self._create(image_input, precision)
             self._loaded_models[image_input] = predictor
         log.info("%s: %s%s", self.model_path, predictor.description,
                  ", uint8 image input normalised in the graph" if image_input else "")
+        if self.precision is None and self._params.cpu_precision != "auto":
+            self._chosen(PrecisionChoice(self._params.cpu_precision, "setting"))
+        elif self.precision is None and len(candidate_precisions(self.backend)) == 1:
+            self._chosen(PrecisionChoice("fp32", "only candidate"))
         return predictor
+
+    def _create(self, image_input, precision):
+        params = dataclasses.replace(self._params, cpu_precision="fp32" if precision == "auto" else precision)
+        return create_predictor(self.model_path, params, self._max_batch_size, image_input, self.backend)
+
+    def _measured(self, image_input, feeds):
+        """auto: the fastest of this graph at each candidate precision on `feeds`; kept for this process."""
+        predictors = {"fp32": self._loaded_models[image_input]}
+        predictors.update({p: self._create(image_input, p) for p in candidate_precisions(self.backend) if p != "fp32"})
+        rows = len(next(iter(feeds.values())))
+        precision, choice = measured_choice(predictors, feeds, max(rows, self._max_batch_size))
+        self._chosen(choice)
+        return predictors[precision]
+
+    def _chosen(self, choice):
+        self.precision = choice
+        log.info("%s: runs at %s (%s%s)", self.model_path, choice.precision, choice.chosen_by,
+                 f": fastest batch of {choice.batch_size} in ms {choice.batch_ms}" if choice.batch_ms else "")
+        hooks.PRECISION_CHOSEN(self.model_name, choice.describe())
 
     @property
     def input_names(self):
@@ -156,7 +194,7 @@ class LazyPredictor:
 
     def run(self, feeds):
         with self._lock:
-            return self._loaded().run(feeds)
+            return self._loaded(None, feeds).run(feeds)
 
     def run_images(self, images, to_batch):
         """uint8 HWC images of one size -> outputs: normalised in the graph where the backend
@@ -165,9 +203,11 @@ class LazyPredictor:
             if self.image_input is not None:
                 predictor = self._loaded(self.image_input)
                 if self.image_input is not None:  # auto may have fallen back to Paddle Inference
-                    return predictor.run({predictor.input_names[0]: np.stack(images)})
+                    feeds = {predictor.input_names[0]: np.stack(images)}
+                    return self._loaded(self.image_input, feeds).run(feeds)
             predictor = self._loaded()
-            return predictor.run({predictor.input_names[0]: to_batch(images)})
+            feeds = {predictor.input_names[0]: to_batch(images)}
+            return self._loaded(None, feeds).run(feeds)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,6 +27,7 @@ from typing import Callable, NamedTuple, Optional
 
 import orjson
 
+from .. import hooks
 from ..errors import (WIRE_CODES, BadRequest, ClasSystemError, Overloaded, TooLarge, Unauthorized, wire_code,
                       wire_error)
 from ..runtime.batching import REQUESTS_IN_FLIGHT
@@ -227,17 +228,32 @@ class ServingApp:
         self.metrics = ServingMetrics(list(self.modules), self.gallery_items)
         self.pool = concurrent.futures.ThreadPoolExecutor(self.limits.request_threads, thread_name_prefix="request")
         self.gate = AdmissionGate(self.limits.request_threads + self.limits.max_waiting_requests)
-        for module in self.modules.values():
-            if module.warm_up is not None:
-                # in a request thread: thread-local state a backend keeps is then made where it is used
-                self.pool.submit(module.warm_up).result()
+        self.precisions = {name: self.warmed_up(module) for name, module in self.modules.items()
+                           if module.warm_up is not None}
         self.metrics.refresh_every()
         self._pid = os.getpid()
+
+    def warmed_up(self, module):
+        """Warms `module` up -> {model: its precision, described} for the models it loaded."""
+        chosen = {}
+
+        def record(model, described):
+            chosen[model] = described
+
+        hooks.PRECISION_CHOSEN.connect(record)
+        try:
+            # in a request thread: thread-local state a backend keeps is then made where it is used
+            self.pool.submit(module.warm_up).result()
+        finally:
+            hooks.PRECISION_CHOSEN.disconnect(record)
+        return chosen
 
     def readiness(self):
         detail = {}
         for name, module in self.modules.items():
             state = {"ready": True}
+            if self.precisions.get(name):
+                state["models"] = self.precisions[name]
             if module.readiness is not None:
                 state.update(module.readiness())
             detail[name] = state

@@ -71,11 +71,20 @@ class ServingMetrics:
                                   multiprocess_mode="livemax", registry=self.registry)
         self.resident_memory = Gauge("clas_process_resident_memory_bytes", "Resident memory of a serving "
                                      "process", multiprocess_mode="liveall", registry=self.registry)
+        self.model_precision = Gauge("clas_model_precision", "1 for the precision each model runs at in a "
+                                     "serving process, and how it was chosen (setting, measured, only candidate)",
+                                     ["model", "precision", "chosen_by"], multiprocess_mode="liveall",
+                                     registry=self.registry)
+        self.precision_batch_seconds = Gauge("clas_model_precision_batch_seconds", "cpu_precision auto: the "
+                                             "fastest timed batch of a model at each precision it compared",
+                                             ["model", "precision"], multiprocess_mode="liveall",
+                                             registry=self.registry)
         for name in module_names:
             for code in (SUCCESS, *WIRE_CODES):
                 self.requests.labels(name, code)
         hooks.IMAGE_DECODED.connect(self.images_decoded.inc)
         hooks.BATCH_RAN.connect(self.batch_ran)
+        hooks.PRECISION_CHOSEN.connect(self.precision_chosen)
 
     def request_answered(self, module, code, seconds):
         self.requests.labels(module, code).inc()
@@ -84,6 +93,11 @@ class ServingMetrics:
     def batch_ran(self, model, size, seconds):
         self.batch_size.labels(model).observe(size)
         self.inference_seconds.labels(model).observe(seconds)
+
+    def precision_chosen(self, model, described):
+        self.model_precision.labels(model, described["precision"], described["chosen_by"]).set(1)
+        for precision, batch_ms in described.get("batch_ms", {}).items():
+            self.precision_batch_seconds.labels(model, precision).set(batch_ms / 1000)
 
     def refresh(self):
         """The sampled figures, now: RSS and gallery sizes."""
