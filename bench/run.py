@@ -74,7 +74,7 @@ MODELS = {
 }
 # (init_args, use_multiprocess): 2 workers of one math thread each, as issue 9 measured them.
 OUR_SERVERS = {"one process": ({}, False), "2 workers": ({"cpu_threads": 1}, True),
-               # opt-in precision (scores move by up to ~0.04, see README); ranked apart from f32
+               # opt-in precision (scores move by up to ~0.04, see docs/models.md); ranked apart from f32
                "one process, bf16": ({"cpu_precision": "bf16"}, False)}
 THEIR_SERVERS = {"one process": (2, False), "2 workers": (1, True)}  # (cpu_num_threads, use_multiprocess)
 # 12-MP JPEGs made from shared images: (name, source, target width, height)

