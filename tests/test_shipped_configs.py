@@ -1,12 +1,15 @@
 """Every shipped hubmodules/*/config.json starts as it is, `hub serving start -c`: PaddleHub
 users' usual way. The modules' entries go into one config (one server, only the port changed to
-a free one) and the server must get ready with each of them."""
+a free one) and the server must get ready with each of them. Its cache is a temporary folder
+that shares the derived models, so rec_system's default gallery is its own."""
 import json
+from pathlib import Path
 
 import pytest
 import requests
 
-from harness.hub_server import HUB_MODULES, launch_hub_server
+from harness.hub_server import HUB_MODULES, hub_env, launch_hub_server
+from params.common import CACHE_ENV, cache_dir
 
 from conftest import wait_ready
 
@@ -36,12 +39,17 @@ def test_every_module_has_a_config():
 
 
 def test_the_shipped_configs_start_as_they_are(hub_home, tmp_path):
-    server = launch_hub_server(hub_home, tmp_path, config=one_server_config(CONFIGS))
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "models").symlink_to(Path(cache_dir()) / "models", target_is_directory=True)
+    server = launch_hub_server(hub_home, tmp_path, config=one_server_config(CONFIGS),
+                               env=hub_env(hub_home, **{CACHE_ENV: str(cache)}))
     try:
         wait_ready(server, timeout=240)
         ready = requests.get(f"{server.url}/ready", timeout=10)
         assert ready.status_code == 200, ready.text
         assert set(ready.json()["modules"]) == {path.parent.name for path in CONFIGS}
+        assert (cache / "galleries" / "rec_system").is_dir()
     finally:
         server.stop()
 
