@@ -1,8 +1,8 @@
 """One error tree for everything the engine and the gallery raise, and one table of wire codes.
 
 Every error a caller can act on is a `ClasSystemError`; its `code` is one of WIRE_CODES, which
-gives the HTTP status and the name of the exception the client raises for it
-(clas_system.client.errors makes those classes from this table). Each error carries its
+gives the HTTP status and the name of the exception the client raises for it (written out in
+clas_system.client.errors; a test checks them against this table). Each error carries its
 problems, each with the `field` and `index` it is about (`images`, 3), as attributes: the
 message is made from them, never read back. The HTTP front writes `wire_error(err)` into the
 answer; any exception outside the tree is a fault of the server: `model_error`.

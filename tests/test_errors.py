@@ -105,6 +105,12 @@ def test_the_client_raises_the_class_the_table_names(entry):
     assert type(raised) is cls and (raised.field, raised.index, raised.http_status) == ("images", 2, entry.http_status)
 
 
+def test_the_client_has_one_class_for_each_code_and_no_other():
+    assert set(client_errors.ERROR_CLASSES) == set(WIRE_CODES)
+    assert {cls.__name__ for cls in client_errors.ERROR_CLASSES.values()} == {
+        entry.client_class for entry in WIRE_CODES.values()}
+
+
 def test_every_server_class_names_a_code_in_the_table():
     for name in dir(errors):
         value = getattr(errors, name)

@@ -3,11 +3,17 @@
     ClientError
     |- ServerUnreachable      no answer: connection refused or reset, or none within the timeout
     `- ServerError            the server answered with an error
-       |- BadRequestError     (and TooLargeError under it), UnauthorizedError, OverloadedError,
-       `- ...                 UnavailableError, ModelFailureError: one class per wire code, made
-                              from clas_system.errors.WIRE_CODES, the table the server answers from
+       |- BadRequestError     bad_request (HTTP 400)
+       |  `- TooLargeError    too_large (413)
+       |- UnauthorizedError   unauthorized (401)
+       |- OverloadedError     overloaded (503, retried)
+       |- UnavailableError    unavailable (503, retried)
+       `- ModelFailureError   model_error (500)
+
+One class per code of clas_system.errors.WIRE_CODES, the table the server answers from; a test
+keeps the two the same (names, parents, retried or not).
 """
-from ..errors import WIRE_CODES, Problem
+from ..errors import Problem
 
 
 class ClientError(Exception):
@@ -37,20 +43,51 @@ class ServerError(ClientError):
         self.problems = problems or [Problem(message, field, index)]
 
 
-def _error_classes():
-    """One ServerError subclass per wire code, a refining code's under the one it refines."""
-    classes = {}
-    for entry in WIRE_CODES.values():
-        parent = classes[entry.refines] if entry.refines else ServerError
-        classes[entry.code] = type(entry.client_class, (parent,), {
-            "code": entry.code, "__module__": __name__,
-            "__doc__": f"Wire code {entry.code!r} (HTTP {entry.http_status}): {entry.meaning}."})
-    return classes
+class BadRequestError(ServerError):
+    """bad_request (HTTP 400): the request is malformed: a missing or wrong field, an image that
+    cannot be used."""
+
+    code = "bad_request"
 
 
-ERROR_CLASSES = _error_classes()
-globals().update({cls.__name__: cls for cls in ERROR_CLASSES.values()})
-RETRIED = (ServerUnreachable, *(ERROR_CLASSES[entry.code] for entry in WIRE_CODES.values() if entry.retryable))
+class TooLargeError(BadRequestError):
+    """too_large (HTTP 413): over a size limit: images per request, bytes per request, pixels
+    per image."""
+
+    code = "too_large"
+
+
+class UnauthorizedError(ServerError):
+    """unauthorized (HTTP 401): api_token is set and the request did not carry it."""
+
+    code = "unauthorized"
+
+
+class OverloadedError(ServerError):
+    """overloaded (HTTP 503): more requests are waiting than the server accepts; retried."""
+
+    code = "overloaded"
+
+
+class UnavailableError(ServerError):
+    """unavailable (HTTP 503): the module cannot serve right now (its gallery does not answer, or
+    it is stopping); retried."""
+
+    code = "unavailable"
+
+
+class ModelFailureError(ServerError):
+    """model_error (HTTP 500): a fault of the server: the model or the gallery failed on a
+    request that passed every check."""
+
+    code = "model_error"
+
+
+# The class each wire code raises; tests/test_errors.py checks it against WIRE_CODES.
+ERROR_CLASSES = {cls.code: cls for cls in (BadRequestError, TooLargeError, UnauthorizedError, OverloadedError,
+                                           UnavailableError, ModelFailureError)}
+# What an idempotent call is sent again after (WIRE_CODES' retryable codes, and no answer at all).
+RETRIED = (ServerUnreachable, OverloadedError, UnavailableError)
 
 
 def answer_error(response, body):
@@ -68,7 +105,7 @@ def answer_error(response, body):
 def is_fatal(err):
     """Errors that would hit every request alike: no server (after the client's retries), or no
     access to it."""
-    return isinstance(err, (ServerUnreachable, ERROR_CLASSES["unauthorized"]))
+    return isinstance(err, (ServerUnreachable, UnauthorizedError))
 
 
 def error_text(err):
