@@ -159,6 +159,9 @@ def test_gallery_commands(rec_server, tmp_path, capsys):
     code, out, _ = run_cli("recognize", drinks / "youjia.jpeg", "--save-vis", vis, *url, capsys=capsys)
     assert code == EXIT_OK and json_lines(out)[0]["regions"][0]["rec_docs"] == "youjia 饮料"
     assert (vis / "youjia.jpeg").is_file()
+    code, out, _ = run_cli("recognize", drinks / "youjia.jpeg", "--score-thres", "1.5", "--return-k", "1", *url,
+                           capsys=capsys)  # no score reaches 1.5: nothing recognised
+    assert code == EXIT_OK and json_lines(out)[0]["regions"] == []
 
     code, out, _ = run_cli("gallery", "remove", "--labels", "anmuxi", *url[:2], capsys=capsys)
     assert code == EXIT_OK and json.loads(out)["removed"] == 6

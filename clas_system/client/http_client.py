@@ -27,6 +27,11 @@ def as_list(images):
     return list(images) if isinstance(images, (list, tuple)) else [images]
 
 
+def given(**fields):
+    """The request fields a call sets: those not None (the server's settings decide the rest)."""
+    return {name: value for name, value in fields.items() if value is not None}
+
+
 class Client:
     def __init__(self, url="http://127.0.0.1:8866", timeout=60.0, images_per_request=16, token=None,
                  session=None, retries=3, backoff_s=0.2):
@@ -75,20 +80,27 @@ class Client:
             results.extend(self.call(module, payload)[key])
         return results
 
-    def classify(self, images, top_k=None, module=TASK_MODULES["classify"]):
-        """-> one {"class_ids", "scores", "label_names"} per image, in order."""
-        extra = {"top_k": top_k} if top_k is not None else {}
-        return self._per_image(module, images, extra, "prediction")
+    def classify(self, images, top_k=None, module=None):
+        """-> one {"class_ids", "scores", "label_names"} per image, in order. top_k: classes per
+        image (None: the server's setting)."""
+        return self._per_image(module or TASK_MODULES["classify"], images, given(top_k=top_k), "prediction")
 
-    def detect(self, images, module=TASK_MODULES["detect"]):
-        """-> one list of {"bbox", "score", "label"} per image."""
-        return self._per_image(module, images, {}, "prediction")
+    def detect(self, images, threshold=None, max_det_results=None, module=None):
+        """-> one list of {"bbox", "score", "label"} per image. threshold: lowest box score;
+        max_det_results: boxes per image at most (None: the server's settings)."""
+        fields = given(threshold=threshold, max_det_results=max_det_results)
+        return self._per_image(module or TASK_MODULES["detect"], images, fields, "prediction")
 
-    def recognize(self, images, module=TASK_MODULES["recognize"]):
-        """-> one list of {"bbox", "rec_docs", "rec_scores"} per image."""
-        return self._per_image(module, images, {}, "prediction")
+    def recognize(self, images, score_thres=None, return_k=None, det_threshold=None, max_det_results=None,
+                  module=None):
+        """-> one list of {"bbox", "rec_docs", "rec_scores"} per image. score_thres: lowest score
+        a region is recognised at; return_k: gallery hits searched per region; det_threshold and
+        max_det_results: the detector's, as detect's (None: the server's settings)."""
+        fields = given(score_thres=score_thres, return_k=return_k, det_threshold=det_threshold,
+                       max_det_results=max_det_results)
+        return self._per_image(module or TASK_MODULES["recognize"], images, fields, "prediction")
 
-    def gallery(self, action, images=(), labels=(), ids=None, module=TASK_MODULES["recognize"], **fields):
+    def gallery(self, action, images=(), labels=(), ids=None, module=None, **fields):
         """Gallery operations on a running rec_system: add / remove / search / stats / save."""
         payload = {"gallery": action, **fields}
         if images:
@@ -97,4 +109,4 @@ class Client:
             payload["labels"] = list(labels)
         if ids is not None:
             payload["ids"] = list(ids)
-        return self.call(module, payload, idempotent=action in ("search", "stats"))
+        return self.call(module or TASK_MODULES["recognize"], payload, idempotent=action in ("search", "stats"))

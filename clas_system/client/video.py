@@ -8,7 +8,6 @@ Frames go to the server as JPEG (quality 95): a tenth of PNG's bytes, and what a
 The annotated video holds the processed frames only, at the source's frame rate divided by
 --every, so it plays at the source's speed.
 """
-import base64
 import os
 from dataclasses import dataclass
 
@@ -71,19 +70,20 @@ def read_frames(capture, every, max_frames=None):
         index += 1
 
 
-def request_fields(task, top_k=None, threshold=None):
-    if task == "classify" and top_k is not None:
-        return {"top_k": top_k}
-    if task == "detect" and threshold is not None:
-        return {"threshold": threshold}
-    return {}
+def task_call(client, task, module=None, top_k=None, threshold=None):
+    """The client call for `task` on a list of images: top_k applies to classify, threshold to
+    detect."""
+    if task == "classify":
+        return lambda images: client.classify(images, top_k=top_k, module=module)
+    if task == "detect":
+        return lambda images: client.detect(images, threshold=threshold, module=module)
+    return lambda images: client.recognize(images, module=module)
 
 
-def predict_batch(client, module, fields, batch):
+def predict_batch(call, batch):
     """One request for a batch of frames; a refused batch marks each of its frames with the error."""
-    payload = {"images": [base64.b64encode(frame.jpeg).decode("ascii") for frame in batch], **fields}
     try:
-        answers = client.call(module, payload)["prediction"]
+        answers = call([frame.jpeg for frame in batch])
     except ClientError as err:
         if is_fatal(err):
             raise ServerUnusable(str(err)) from err
@@ -139,8 +139,7 @@ def process_video(client, source, task="classify", every=1, batch_size=8, worker
     for name, value in (("every", every), ("batch_size", batch_size), ("workers", workers)):
         if not isinstance(value, int) or value < 1:
             raise VideoError(f"{name}: expected a whole number of at least 1, got {value!r}")
-    module = module or TASK_MODULES[task]
-    fields = request_fields(task, top_k, threshold)
+    call = task_call(client, task, module, top_k, threshold)
     capture = open_capture(source)
     try:
         annotated = AnnotatedVideo(save_video, source_fps(capture) / every) if save_video else None
@@ -150,7 +149,7 @@ def process_video(client, source, task="classify", every=1, batch_size=8, worker
     done = failed = 0
     try:
         batches = batched(read_frames(capture, every, max_frames), batch_size)
-        for batch in ordered_bounded_map(lambda b: predict_batch(client, module, fields, b), batches, workers):
+        for batch in ordered_bounded_map(lambda b: predict_batch(call, b), batches, workers):
             for frame in batch:
                 done += 1
                 failed += frame.error is not None

@@ -80,6 +80,10 @@ def build_parser():
 
     recognize = commands.add_parser("recognize", help="recognised boxes, labels and scores per image (rec_system)")
     recognize.add_argument("paths", nargs="+", metavar="PATH", help=PATHS_HELP)
+    recognize.add_argument("--score-thres", type=float, default=None,
+                           help="lowest score a region is recognised at (server default)")
+    recognize.add_argument("--return-k", type=positive_int, default=None,
+                           help="gallery hits searched per region (server default)")
     recognize.add_argument("--save-vis", metavar="DIR", help="also write each image with boxes and labels into DIR")
     add_common(recognize)
 

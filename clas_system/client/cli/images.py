@@ -7,9 +7,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..encode import b64encode_image
 from ..errors import ClientError, ServerUnusable, error_text, is_fatal
-from ..http_client import TASK_MODULES, Client
+from ..http_client import Client
 from ..in_flight import ordered_bounded_map
 from .inputs import InputImage, expand_inputs, gallery_list_images, labels_for
 from .records import RecordWriter
@@ -27,17 +26,14 @@ class Outcome:
     data: bytes = None  # the encoded file, kept for --save-vis
 
 
-def send(client, module, payload_for, key, outcomes):
+def send(ask, outcomes):
     """One request for the outcomes' images; fills each outcome's result."""
-    payload = payload_for([o.image for o in outcomes])
-    payload["images"] = [b64encode_image(o.data) for o in outcomes]
-    # An add the server applied but whose answer was lost would be applied twice if retried.
-    answers = client.call(module, payload, idempotent=payload.get("gallery") != "add")[key]
+    answers = ask([o.data for o in outcomes], [o.image for o in outcomes])
     for outcome, answer in zip(outcomes, answers):
         outcome.result = answer
 
 
-def run_chunk(client, module, payload_for, key, chunk):
+def run_chunk(ask, chunk):
     """Read, send and (when the server refuses the whole request) retry one by one, so a bad
     image fails alone and is named. -> [Outcome] in chunk order."""
     outcomes = [Outcome(image) for image in chunk]
@@ -50,13 +46,13 @@ def run_chunk(client, module, payload_for, key, chunk):
             outcome.error = f"cannot read: {err.strerror or err}"
     try:
         if readable:
-            send(client, module, payload_for, key, readable)
+            send(ask, readable)
     except ClientError as err:
         if is_fatal(err):
             raise ServerUnusable(str(err)) from err
         for outcome in readable:
             try:
-                send(client, module, payload_for, key, [outcome])
+                send(ask, [outcome])
             except ClientError as single_err:
                 if is_fatal(single_err):
                     raise ServerUnusable(str(single_err)) from single_err
@@ -72,31 +68,33 @@ def save_picture(outcome, folder):
     draw_result(outcome.data, outcome.result).save(target)
 
 
-def image_command_setup(args):
-    """(module, payload_for(images) -> request fields, answer key) for the image commands."""
+def image_request(client, args):
+    """ask(data, inputs) -> one answer per image: the command's client call for one request's
+    images (their encoded files, and the InputImages they came from)."""
+    module = args.module  # None: the command's usual module
     if args.command == "classify":
-        extra = {"top_k": args.top_k} if args.top_k is not None else {}
-        return args.module or TASK_MODULES["classify"], lambda images: dict(extra), "prediction"
+        return lambda data, inputs: client.classify(data, top_k=args.top_k, module=module)
     if args.command == "detect":
-        extra = {"threshold": args.threshold} if args.threshold is not None else {}
-        return args.module or TASK_MODULES["detect"], lambda images: dict(extra), "prediction"
+        return lambda data, inputs: client.detect(data, threshold=args.threshold, module=module)
     if args.command == "recognize":
-        return args.module or TASK_MODULES["recognize"], lambda images: {}, "prediction"
+        return lambda data, inputs: client.recognize(data, score_thres=args.score_thres, return_k=args.return_k,
+                                                     module=module)
     if args.action == "search":
-        return args.module or TASK_MODULES["recognize"], lambda images: {"gallery": "search", "k": args.k}, "hits"
+        return lambda data, inputs: client.gallery("search", images=data, k=args.k, module=module)["hits"]
     raise ValueError(f"not an image command: {args.command}")
 
 
-def add_payload(labels, doc):
-    def payload_for(images):
-        payload = {"gallery": "add", "labels": [labels[image.path] for image in images]}
-        if doc is not None:
-            payload["docs"] = [doc] * len(images)
-        return payload
-    return payload_for
+def add_request(client, args, labels):
+    """ask(data, inputs) -> gallery ids: a gallery add of the images under their labels (never
+    retried: an add the server applied but whose answer was lost would be applied twice)."""
+    def ask(data, inputs):
+        docs = {"docs": [args.doc] * len(data)} if args.doc is not None else {}
+        return client.gallery("add", images=data, labels=[labels[image.path] for image in inputs],
+                              module=args.module, **docs)["ids"]
+    return ask
 
 
-def run_images(args, client, images, module, payload_for, key, record_command, out, shape_result=None):
+def run_images(args, images, ask, record_command, out, shape_result=None):
     """Every chunk through the server with --workers requests in flight; records written in
     input order as they complete. shape_result(image, answer) turns an answer into the record's
     result. -> number of failed images."""
@@ -107,7 +105,7 @@ def run_images(args, client, images, module, payload_for, key, record_command, o
     failed = 0
 
     def job(chunk):
-        outcomes = run_chunk(client, module, payload_for, key, chunk)
+        outcomes = run_chunk(ask, chunk)
         for outcome in outcomes:
             if outcome.error is None and shape_result is not None:
                 outcome.result = shape_result(outcome.image, outcome.result)
@@ -127,14 +125,13 @@ def run_images(args, client, images, module, payload_for, key, record_command, o
 
 
 def run_command(args, out):
-    client = Client(args.url, timeout=args.timeout, token=args.token)
+    client = Client(args.url, timeout=args.timeout, token=args.token,
+                    images_per_request=getattr(args, "batch_size", 16))
     gallery_action = getattr(args, "action", None)
     if gallery_action in ("stats", "save", "remove"):
-        payload = {"gallery": gallery_action}
-        if gallery_action == "remove":
-            payload.update({"ids": args.ids} if args.ids else {"labels": args.labels})
+        which = {"ids": args.ids} if getattr(args, "ids", None) else {"labels": getattr(args, "labels", ())}
         try:
-            result = client.call(args.module or TASK_MODULES["recognize"], payload)
+            result = client.gallery(gallery_action, module=args.module, **which)
         except ClientError as err:
             raise ServerUnusable(str(err)) from err
         out.write(json.dumps(result, ensure_ascii=False) + "\n")
@@ -145,10 +142,8 @@ def run_command(args, out):
             labels = labels_for(images, args)
         else:
             images, labels = gallery_list_images(args)
-        return run_images(args, client, images, args.module or TASK_MODULES["recognize"],
-                          add_payload(labels, args.doc), "ids", "add", out,
+        return run_images(args, images, add_request(client, args, labels), "add", out,
                           shape_result=lambda image, gallery_id: {"id": gallery_id, "label": labels[image.path]})
     images = expand_inputs(args.paths)
-    module, payload_for, key = image_command_setup(args)
-    return run_images(args, client, images, module, payload_for, key,
+    return run_images(args, images, image_request(client, args),
                       "search" if gallery_action == "search" else args.command, out)

@@ -13,7 +13,7 @@ def run_video_command(args, out):
 
     from ..video import VideoError, frame_record, process_video
 
-    client = Client(args.url, timeout=args.timeout, token=args.token)
+    client = Client(args.url, timeout=args.timeout, token=args.token, images_per_request=args.batch_size)
     with tqdm(unit="frame", file=sys.stderr, disable=args.quiet, dynamic_ncols=True) as bar:
         def on_frame(frame):
             out.write(json.dumps(frame_record(frame), ensure_ascii=False) + "\n")
