@@ -20,7 +20,8 @@ from clas_system.tasks.recognition import build_recognizer
 from harness.paddleclas_reference import wheel_folder
 from harness.payloads import SHARED_IMAGES, image_b64, image_bytes
 from params import ParamsError
-from params.recognition import load_recognition_settings, read_inference_general
+from params.inference_general import read_inference_general
+from params.recognition import load_recognition_settings
 
 GALLERY = {"product/gallery/anmuxi/002.jpg": "anmuxi", "drink/youjia.jpeg": "优加 youjia",
            "drink/mosilian.jpeg": "mosilian"}
