@@ -38,6 +38,19 @@ class MilvusSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class CurationSettings:
+    keep_thumbnails: bool = setting(True, doc="keep a small JPEG of each added image (the gallery's `thumbnail` "
+                                              "action and /ui/ show it); about 3-6 kB per item")
+    keep_regions: bool = setting(True, doc="keep each added image at region_side pixels, so `clas-gallery reembed` "
+                                           "can rebuild the gallery for another feature model; about 15-40 kB per item")
+    region_side: int = setting(320, min=64, max=1024, doc="longer side in pixels of a kept region (JPEG); at "
+                                                          "least the feature model's input size")
+    review_max: int = setting(0, min=0, max=10000, doc="unrecognised regions kept for the review queue (the "
+                                                        "`review`, `enrol` and `dismiss` actions); 0: none are kept")
+    review_retention_h: float = setting(168.0, min=0.0, doc="hours an entry stays in the review queue")
+
+
+@dataclasses.dataclass(frozen=True)
 class GalleryParams:
     index_backend: str = setting("faiss", choices=INDEX_BACKENDS,
                            doc="faiss: files in index_dir, shared by the workers of one machine; "
@@ -55,6 +68,8 @@ class GalleryParams:
     nprobe: Optional[int] = setting(None, min=1, doc="IVF cells searched per query; None: nlist / 8")
     pq_size: Optional[int] = setting(None, min=1, doc="IVF product-quantiser codes per vector; None: IVF,Flat")
     milvus: MilvusSettings = setting(MilvusSettings(), doc="index_backend milvus only")
+    curation: CurationSettings = setting(CurationSettings(), doc="what the gallery keeps beside each item's vector "
+                                                                 "(thumbnails, regions) and the review queue")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +85,7 @@ class GallerySettings:
     nprobe: Optional[int]
     pq_size: Optional[int]
     milvus: Optional[MilvusSettings]  # set for backend milvus
+    curation: CurationSettings
 
 
 def milvus_params(declared, where):
@@ -109,4 +125,5 @@ def gallery_settings(declared, feature, module_name, where):
         data_file=resolve_path(declared.data_file, f"{where}.data_file", kind="file"),
         delimiter=declared.delimiter, index_method=declared.index_method, dist_type=declared.dist_type,
         nlist=declared.nlist, nprobe=declared.nprobe, pq_size=declared.pq_size,
-        milvus=milvus_params(declared, where) if declared.index_backend == "milvus" else None)
+        milvus=milvus_params(declared, where) if declared.index_backend == "milvus" else None,
+        curation=declared.curation)

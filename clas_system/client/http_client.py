@@ -8,8 +8,8 @@ Errors are exceptions of one tree (client.errors), switched on the server's erro
 on its text: `ServerError` (an answer that is an error; one subclass per code: `BadRequestError`,
 `UnauthorizedError`, `TooLargeError`, `OverloadedError`, `UnavailableError`,
 `ModelFailureError`) and `ServerUnreachable` (no answer: connection refused, reset, timed out).
-Idempotent calls (classify, detect, recognize, gallery search and stats) are retried with
-backoff on `ServerUnreachable`, `OverloadedError` and `UnavailableError`; gallery add and
+Idempotent calls (classify, detect, recognize, gallery search, stats, list, thumbnail and
+relabel) are retried with backoff on `ServerUnreachable`, `OverloadedError` and `UnavailableError`; gallery add and
 remove never are, since a lost answer may hide a change that was made.
 """
 import time
@@ -101,7 +101,8 @@ class Client:
         return self._per_image(module or TASK_MODULES["recognize"], images, fields, "prediction")
 
     def gallery(self, action, images=(), labels=(), ids=None, module=None, **fields):
-        """Gallery operations on a running rec_system: add / remove / search / stats / save."""
+        """Gallery operations on a running rec_system: add / remove / search / stats / save, and
+        list / thumbnail / relabel (fields by keyword: offset=, limit=, label=, query=)."""
         payload = {"gallery": action, **fields}
         if images:
             payload["images"] = [b64encode_image(image) for image in as_list(images)]
@@ -109,4 +110,5 @@ class Client:
             payload["labels"] = list(labels)
         if ids is not None:
             payload["ids"] = list(ids)
-        return self.call(module or TASK_MODULES["recognize"], payload, idempotent=action in ("search", "stats"))
+        return self.call(module or TASK_MODULES["recognize"], payload,
+                         idempotent=action in ("search", "stats", "list", "thumbnail", "relabel"))

@@ -12,7 +12,7 @@ Methods: "Flat" (exact), "HNSW32", "IVF" (IVF{nlist},Flat, or IVF{nlist},PQ{pq_s
 for hamming); faiss_state holds the items and the index and how records change them.
 
 Files in the gallery directory: gallery.npz (the snapshot), gallery.wal (the write-ahead log),
-and LOCK. Any number of processes may open the same directory (gunicorn workers, a CLI):
+LOCK, and side.sqlite (the side store's blobs per item: thumbnails, kept regions; side_store). Any number of processes may open the same directory (gunicorn workers, a CLI):
   - a change takes LOCK exclusively (flock), first applies the records other processes appended,
     then appends its own record, fsyncs it, applies it and lets go; ids are therefore unique;
   - every call first stats the log (one syscall); when it grew, the new records are read under a
@@ -38,6 +38,7 @@ from .config import check_fingerprint, gallery_config
 from .faiss_state import FaissState
 from .interface import CheckedCalls
 from .log import WAL, append_record, cut_log, encode_record, log_identity, read_wal, start_new_log
+from .side_store import SqliteSideStore, remove_side_files
 from .snapshot import SNAPSHOT, read_snapshot, write_snapshot
 
 LOCK = "LOCK"
@@ -80,6 +81,7 @@ class FaissGallery(CheckedCalls):
         self._log_identity = None  # which log file the in-memory state follows
         self._log_end = 0  # the byte offset after the last record applied
         self._state = FaissState(config) if config is not None else None  # else the first _reload reads it
+        self.side = SqliteSideStore(self.directory, read_only)
         _open_galleries.add(self)
 
     def describe(self):
@@ -94,7 +96,16 @@ class FaissGallery(CheckedCalls):
 
     def _remove(self, ids, labels):
         header = self._write(lambda: self._state.remove_record(ids, labels))
+        return [] if header is None else header["ids"]
+
+    def _relabel(self, ids, labels, new_label):
+        header = self._write(lambda: self._state.relabel_record(ids, labels, new_label))
         return 0 if header is None else len(header["ids"])
+
+    def _list_items(self, offset, limit, label, text, after):
+        with self._lock:
+            self._follow()
+            return self._state.list_items(offset, limit, label, text, after)
 
     def _search(self, codes, k):
         with self._lock:
@@ -160,6 +171,7 @@ class FaissGallery(CheckedCalls):
                 return
             self._closed = True
             os.close(self._lock_fd)
+            self.side.close()
             _open_galleries.discard(self)
 
     # -- following other processes --------------------------------------------------------------
@@ -276,6 +288,7 @@ def create_faiss_gallery(directory, dim, method="HNSW32", metric="IP", fingerpri
                 raise GalleryError(f"{directory} already holds a gallery ({', '.join(existing)}); open it with "
                                    f"open_faiss_gallery, or pass overwrite=True to replace it")
             (directory / SNAPSHOT).unlink(missing_ok=True)  # first: without it the directory is no gallery
+            remove_side_files(directory)
             start_new_log(directory)
             write_snapshot(directory, gallery._state.snapshot_arrays())
             gallery._log_identity, gallery._log_end = log_identity(os.stat(directory / WAL)), 0

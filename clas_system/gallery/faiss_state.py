@@ -7,13 +7,15 @@ IVF needs training: the state searches exactly until it first holds
 faiss's HNSW cannot delete, so a removed HNSW item stays in the graph as a tombstone that
 searches skip, until tombstones reach a quarter of the graph and it is rebuilt from the live items.
 """
+import math
+import time
 from collections import Counter
 from dataclasses import asdict
 
 import numpy as np
 
 from ..errors import GalleryError, short
-from .interface import Hit
+from .interface import Hit, Item
 from .items import Items
 from .snapshot import FORMAT_VERSION, json_array, snapshot_problems
 from .vectors import deserialize_index, ivf_training_size, new_index, scores_from_distances, serialize_index
@@ -34,21 +36,36 @@ class FaissState:
     def add_record(self, codes, labels, docs):
         """(header, codes) of the log record adding these items under the next ids."""
         ids = list(range(self.next_id, self.next_id + len(codes)))
-        return {"seq": self.seq + 1, "op": "add", "ids": ids, "labels": labels, "docs": docs}, codes
+        return {"seq": self.seq + 1, "op": "add", "ids": ids, "labels": labels, "docs": docs,
+                "added_at": round(time.time(), 3)}, codes
+
+    def relabel_record(self, ids, labels, new_label):
+        """(header, None) of the record giving the live items with these ids or labels the label
+        `new_label`; (None, None) when none is live."""
+        rows = self._rows_of(ids, labels)
+        if not rows.size:
+            return None, None
+        return {"seq": self.seq + 1, "op": "relabel", "ids": self.items.ids[rows].tolist(), "label": new_label}, None
+
+    def _rows_of(self, ids, labels):
+        rows, found = self.items.find(ids)
+        return np.union1d(rows[found], self.items.live_rows_with_labels(labels)).astype(np.int64)
 
     def remove_record(self, ids, labels):
         """(header, None) of the record removing the live items with these ids or labels; (None,
         None) when none is live."""
-        rows, found = self.items.find(ids)
-        rows = np.union1d(rows[found], self.items.live_rows_with_labels(labels)).astype(np.int64)
+        rows = self._rows_of(ids, labels)
         if not rows.size:
             return None, None
         return {"seq": self.seq + 1, "op": "remove", "ids": self.items.ids[rows].tolist()}, None
 
     def apply(self, header, codes):
         ids = np.asarray(header["ids"], dtype=np.int64)
-        if header["op"] == "add":
-            self.items.append(ids, codes, header["labels"], header["docs"])
+        if header["op"] == "relabel":
+            rows, found = self.items.find(ids)
+            self.items.relabel(rows[found], header["label"])
+        elif header["op"] == "add":
+            self.items.append(ids, codes, header["labels"], header["docs"], header.get("added_at"))
             self.next_id = int(ids[-1]) + 1
             if self.config.method == "IVF" and not self.trained_ivf and \
                     self.items.live_count() >= ivf_training_size(self.config.nlist, self.config.pq_size):
@@ -125,6 +142,15 @@ class FaissState:
         return [Hit(int(ids[i]), items.labels[rows[i]], items.docs[rows[i]], float(scores[i]))
                 for i in np.flatnonzero(found)[:wanted]]
 
+    def list_items(self, offset, limit, label=None, text=None, after=None):
+        """(items of one page, how many match): live items in id order, filtered by label and by
+        text in label or doc, from `offset` on (after `after`, an id, when given)."""
+        rows = self.items.matching_rows(label, text)
+        start = offset if after is None else offset + int(np.searchsorted(self.items.ids[rows], after, side="right"))
+        items = self.items
+        return [Item(int(items.ids[row]), items.labels[row], items.docs[row], _seconds(items.added_at[row]))
+                for row in rows[start:start + limit]], len(rows)
+
     def label_counts(self):
         return dict(sorted(Counter(self.items.labels[row] for row in self.items.live_rows()).items()))
 
@@ -146,7 +172,7 @@ class FaissState:
         meta = {"format": FORMAT_VERSION, "config": asdict(self.config), "seq": self.seq,
                 "next_id": self.next_id, "trained_ivf": self.trained_ivf}
         return {"meta": json_array(meta), "ids": self.items.ids[:n], "codes": self.items.codes[:n],
-                "live": self.items.live[:n],
+                "live": self.items.live[:n], "added_at": self.items.added_at[:n],
                 "records": json_array({"labels": self.items.labels, "docs": self.items.docs}),
                 "index": serialize_index(self.index, self.config)}
 
@@ -166,10 +192,14 @@ class FaissState:
             raise GalleryError(f"{path}: snapshot's faiss index holds {index.ntotal} vectors of dimension {index.d}, "
                                f"but the snapshot has {n} items of dimension {config.dim}")
         state = cls(config)
-        state.items = Items(config, ids, codes, records["labels"], records["docs"], live)
+        state.items = Items(config, ids, codes, records["labels"], records["docs"], live, arrays.get("added_at"))
         state.index = index
         state.trained_ivf = bool(meta["trained_ivf"])
         state.tombstones = n - int(live.sum())
         state.seq = int(meta["seq"])
         state.next_id = int(meta["next_id"])
         return state
+
+
+def _seconds(value):
+    return None if math.isnan(value) else float(value)

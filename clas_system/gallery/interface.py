@@ -2,7 +2,11 @@
 
     gallery.add(vectors, labels, docs=None)    # -> new ids; durable (faiss) or acknowledged (Milvus)
     gallery.search(queries, k=5)               # -> [[Hit(id, label, doc, score), ...] per query], best first
-    gallery.remove(ids=None, labels=None)      # -> how many were removed
+    gallery.remove(ids=None, labels=None)      # -> how many were removed (their side-store blobs go too)
+    gallery.relabel(label, ids=None, labels=None)  # -> how many now carry `label`; durable like add
+    gallery.list_items(offset=0, limit=50, label=None, text=None, after=None)
+                                               # -> ([Item(id, label, doc, added_at)], total), in id order
+    gallery.side                               # the side store: named blobs per item (side_store)
     gallery.vectors(ids)                       # -> {id: vector} of the live ones
     gallery.revision()                         # -> a token that changes when this process sees a change
     gallery.count(), gallery.stats(), gallery.items(batch), gallery.check_fingerprint(expected)
@@ -12,7 +16,7 @@ Scores are higher-is-better for every metric. What callers pass is checked once,
 (CheckedCalls), before a backend sees it: vectors as codes of the gallery's shape, one label
 (and doc) per vector, ids as integers, k in range.
 """
-from typing import Dict, Hashable, Iterator, List, NamedTuple, Optional, Protocol, runtime_checkable
+from typing import Dict, Hashable, Iterator, List, NamedTuple, Optional, Protocol, Tuple, runtime_checkable
 
 import numpy as np
 
@@ -28,14 +32,27 @@ class Hit(NamedTuple):
     score: float
 
 
+class Item(NamedTuple):
+    id: int
+    label: str
+    doc: Optional[str]
+    added_at: Optional[float]  # seconds since the epoch; None: added before it was recorded
+
+
+MAX_LIST_LIMIT = 1000  # items in one list page
+
+
 @runtime_checkable
 class Gallery(Protocol):
     backend: str  # "faiss" or "milvus"
     config: GalleryConfig
+    side: object  # side_store.SideStore: named blobs per item, deleted with it
 
     def describe(self) -> str: ...
     def add(self, vectors, labels, docs=None) -> List[int]: ...
     def remove(self, ids=None, labels=None) -> int: ...
+    def relabel(self, label, ids=None, labels=None) -> int: ...
+    def list_items(self, offset=0, limit=50, label=None, text=None, after=None) -> Tuple[List[Item], int]: ...
     def search(self, queries, k=5) -> List[List[Hit]]: ...
     def vectors(self, ids) -> Dict[int, np.ndarray]: ...
     def revision(self) -> Hashable: ...
@@ -92,6 +109,26 @@ def check_ids(ids):
     return np.asarray(values, dtype=np.int64)
 
 
+def check_count(value, name, low, high=None):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise GalleryInputError(f"{name} must be a whole number >= {low}, got {value!r}", name)
+    if high is not None and value > high:
+        raise GalleryInputError(f"{name} must be at most {high}, got {value}", name)
+    return int(value)
+
+
+def check_optional_text(value, name):
+    if value is not None and (not isinstance(value, str) or not value):
+        raise GalleryInputError(f"{name} must be a non-empty string or None, got {value!r}", name)
+    return value
+
+
+def label_selection(ids, labels):
+    """(ids array, labels list) of a remove or relabel, at least one of them given."""
+    wanted_labels = [] if labels is None else ([labels] if isinstance(labels, str) else list(labels))
+    return check_ids([] if ids is None else ids), wanted_labels
+
+
 def check_k(k, max_k=None):
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise GalleryInputError(f"k must be a positive integer, got {k!r}", "k")
@@ -119,8 +156,27 @@ class CheckedCalls:
         """Remove items by id and/or by label; returns how many were removed (unknown ones count 0)."""
         if ids is None and labels is None:
             raise GalleryInputError("remove needs ids=... or labels=...")
-        wanted_labels = [] if labels is None else ([labels] if isinstance(labels, str) else list(labels))
-        return self._remove(check_ids([] if ids is None else ids), wanted_labels)
+        removed_ids = self._remove(*label_selection(ids, labels))
+        self.side.delete(removed_ids)
+        return len(removed_ids)
+
+    def relabel(self, label, ids=None, labels=None):
+        """Give the live items with these ids or labels the label `label`; returns how many."""
+        if ids is None and labels is None:
+            raise GalleryInputError("relabel needs ids=... or labels=...")
+        [label] = check_labels([label], 1, self.max_text_bytes)
+        return self._relabel(*label_selection(ids, labels), label)
+
+    def list_items(self, offset=0, limit=50, label=None, text=None, after=None):
+        """([Item], total): live items in increasing id order, labelled `label` (when given), whose
+        label or doc contains `text` (when given, case-sensitive), skipping `offset` of them after
+        the id `after` (when given; a cursor for deep pages). total counts every match."""
+        offset = check_count(offset, "offset", 0)
+        limit = check_count(limit, "limit", 1, MAX_LIST_LIMIT)
+        if after is not None:
+            after = check_count(after, "after", -1)
+        return self._list_items(offset, limit, check_optional_text(label, "label"),
+                                check_optional_text(text, "query"), after)
 
     def search(self, queries, k=5):
         """For each query, up to k hits best first (never removed items, never more than exist)."""

@@ -11,22 +11,26 @@ def _grow(array, size):
 
 
 class Items:
-    """Rows of (id, code, label, doc, live) in increasing id order, the source of truth beside a
-    faiss index. A dead row is a removed item that is still in the faiss index (an HNSW
-    tombstone) or not yet compacted away."""
+    """Rows of (id, code, label, doc, added_at, live) in increasing id order, the source of truth
+    beside a faiss index. A dead row is a removed item that is still in the faiss index (an HNSW
+    tombstone) or not yet compacted away. added_at is seconds since the epoch (NaN: unknown, an
+    item added before it was recorded)."""
 
-    def __init__(self, config, ids=None, codes=None, labels=(), docs=(), live=None):
+    def __init__(self, config, ids=None, codes=None, labels=(), docs=(), live=None, added_at=None):
         self.n = 0 if ids is None else len(ids)
         self.ids = np.empty(0, np.int64) if ids is None else ids
         self.codes = np.empty((0, config.code_width), config.code_dtype) if codes is None else codes
         self.labels = list(labels)
         self.docs = list(docs)
         self.live = np.ones(self.n, bool) if live is None else live
+        self.added_at = np.full(self.n, np.nan) if added_at is None else added_at
 
-    def append(self, ids, codes, labels, docs):
+    def append(self, ids, codes, labels, docs, added_at=None):
         end = self.n + len(ids)
-        self.ids, self.codes, self.live = (_grow(a, end) for a in (self.ids, self.codes, self.live))
+        self.ids, self.codes, self.live, self.added_at = (_grow(a, end) for a in (self.ids, self.codes, self.live,
+                                                                                 self.added_at))
         self.ids[self.n:end], self.codes[self.n:end], self.live[self.n:end] = ids, codes, True
+        self.added_at[self.n:end] = np.nan if added_at is None else added_at
         self.labels.extend(labels)
         self.docs.extend(docs)
         self.n = end
@@ -48,6 +52,20 @@ class Items:
         wanted = set(labels)
         return np.array([row for row in self.live_rows() if self.labels[row] in wanted], dtype=np.int64)
 
+    def relabel(self, rows, label):
+        for row in rows:
+            self.labels[row] = label
+
+    def matching_rows(self, label=None, text=None):
+        """Live rows, in id order, labelled `label` (when given) whose label or doc contains `text`
+        (when given; case-sensitive)."""
+        rows = self.live_rows()
+        if label is not None:
+            rows = [row for row in rows if self.labels[row] == label]
+        if text is not None:
+            rows = [row for row in rows if text in self.labels[row] or text in (self.docs[row] or "")]
+        return np.asarray(rows, dtype=np.int64)
+
     def kill(self, rows):
         self.live[rows] = False
 
@@ -55,5 +73,6 @@ class Items:
         keep = self.live_rows()
         self.n = len(keep)
         self.ids, self.codes, self.live = self.ids[keep], self.codes[keep], np.ones(len(keep), bool)
+        self.added_at = self.added_at[keep]
         self.labels = [self.labels[row] for row in keep]
         self.docs = [self.docs[row] for row in keep]

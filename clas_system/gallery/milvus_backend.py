@@ -31,6 +31,7 @@ import itertools
 import json
 import os
 import threading
+import time
 from collections import Counter
 from contextlib import contextmanager
 
@@ -40,13 +41,12 @@ from params.gallery import MILVUS_CONSISTENCY_LEVELS, collection_name_problem
 
 from ..errors import GalleryError, GalleryUnavailable
 from .config import check_fingerprint, gallery_config
-from .interface import CheckedCalls, Hit
+from .interface import CheckedCalls, Hit, Item
 from .milvus_calls import failure_text, call_failures, import_pymilvus, deadline
+from .milvus_schema import (MAX_TEXT_BYTES, MILVUS_METRICS, config_from_properties, create_collection,
+                            describe_collection, like_escaped, selection)
+from .milvus_side import MilvusSideStore, side_collection
 
-META_PROPERTY = "clas_gallery.meta"
-FORMAT_VERSION = 1
-MILVUS_METRICS = {"IP": "IP", "L2": "L2"}
-MAX_TEXT_BYTES = 65535  # Milvus's VARCHAR limit
 MAX_TOP_K = 16384  # Milvus's limit on k and on one query's result window
 INSERT_BATCH = 4096  # rows per insert call, well under gRPC's message size at 512-d
 _aliases = itertools.count()
@@ -82,6 +82,8 @@ class MilvusGallery(CheckedCalls):
         self._closed = False
         self._changes = 0  # changes made through this object; other clients' are not seen here
         self._opened = False  # set once the collection is made or opened: later connections load it
+        self._has_added_at = True  # collections made before items recorded when they were added lack the field
+        self.side = MilvusSideStore(self)
 
     def describe(self):
         return (f"milvus gallery {self.settings.collection} at {self.settings.uri} ({self.settings.index_type}, "
@@ -93,7 +95,8 @@ class MilvusGallery(CheckedCalls):
         """Ids assigned by Milvus; acknowledged by Milvus once this returns."""
         ids = []
         for start in range(0, len(codes), INSERT_BATCH):
-            rows = [{"vector": codes[i], "label": labels[i], "doc": docs[i]}
+            added_at = {"added_at": int(time.time() * 1000)} if self._has_added_at else {}
+            rows = [{"vector": codes[i], "label": labels[i], "doc": docs[i], **added_at}
                     for i in range(start, min(start + INSERT_BATCH, len(codes)))]
             with self._errors("insert"):
                 result = self._client().insert(self.settings.collection, rows, **deadline(self.settings))
@@ -102,25 +105,58 @@ class MilvusGallery(CheckedCalls):
         return ids
 
     def _remove(self, wanted_ids, wanted_labels):
-        clauses = []
-        if len(wanted_ids):
-            clauses.append(f"id in {wanted_ids.tolist()}")
-        if wanted_labels:
-            clauses.append(f"label in {_string_list(wanted_labels)}")
-        if not clauses:
-            return 0
-        expression = " or ".join(clauses)
-        removed = 0
-        while True:  # ask which exist first: Milvus counts a delete by id whether or not the id exists
+        expression = selection(wanted_ids, wanted_labels)
+        removed = []
+        while expression:  # ask which exist first: Milvus counts a delete by id whether or not the id exists
             with self._errors("remove"):
                 found = self._client().query(self.settings.collection, filter=expression, output_fields=["id"],
                                              limit=MAX_TOP_K, consistency_level="Strong", **deadline(self.settings))
                 if not found:
-                    return removed
+                    break
                 self._client().delete(self.settings.collection, ids=[row["id"] for row in found],
                                       **deadline(self.settings))
-            removed += len(found)
+            removed.extend(int(row["id"]) for row in found)
             self._changes += 1
+        return removed
+
+    def _relabel(self, wanted_ids, wanted_labels, new_label):
+        """Each selected item upserted under its own id with the new label (Milvus has no partial update)."""
+        chosen = selection(wanted_ids, wanted_labels)
+        if not chosen:
+            return 0
+        expression = f"({chosen}) and label != {json.dumps(new_label, ensure_ascii=False)}"
+        fields = ["id", "vector", "doc"] + (["added_at"] if self._has_added_at else [])
+        relabelled = 0
+        while True:
+            with self._errors("relabel"):
+                found = self._client().query(self.settings.collection, filter=expression, output_fields=fields,
+                                             limit=INSERT_BATCH, consistency_level="Strong", **deadline(self.settings))
+                if not found:
+                    return relabelled
+                rows = [{**{field: row[field] for field in fields}, "label": new_label} for row in found]
+                self._client().upsert(self.settings.collection, rows, **deadline(self.settings))
+            relabelled += len(found)
+            self._changes += 1
+
+    def _list_items(self, offset, limit, label, text, after):
+        if offset + limit > MAX_TOP_K:
+            raise GalleryError(f"offset + limit is {offset + limit}; Milvus answers at most {MAX_TOP_K} rows into "
+                               f"one listing: pass after=<the last id of the previous page> instead of a deep offset")
+        clauses = [] if label is None else [f"label == {json.dumps(label, ensure_ascii=False)}"]
+        if text is not None:
+            pattern = json.dumps("%" + like_escaped(text) + "%", ensure_ascii=False)
+            clauses.append(f"(label like {pattern} or doc like {pattern})")
+        total = self._count(" and ".join(clauses))
+        if after is not None:
+            clauses.append(f"id > {int(after)}")
+        fields = ["id", "label", "doc"] + (["added_at"] if self._has_added_at else [])
+        with self._errors("list"):
+            rows = self._client().query(self.settings.collection, filter=" and ".join(clauses), output_fields=fields,
+                                        offset=offset, limit=limit, consistency_level=self.settings.consistency_level,
+                                        **deadline(self.settings))
+        rows = sorted(rows, key=lambda row: row["id"])
+        return [Item(int(row["id"]), row["label"], row.get("doc"),
+                     None if row.get("added_at") is None else row["added_at"] / 1000) for row in rows], total
 
     def _search(self, codes, k):
         if not len(codes):
@@ -150,8 +186,11 @@ class MilvusGallery(CheckedCalls):
         return self._changes
 
     def count(self):
+        return self._count("")
+
+    def _count(self, expression):
         with self._errors("count"):
-            rows = self._client().query(self.settings.collection, filter="", output_fields=["count(*)"],
+            rows = self._client().query(self.settings.collection, filter=expression, output_fields=["count(*)"],
                                         consistency_level="Strong", **deadline(self.settings))
         return int(rows[0]["count(*)"])
 
@@ -182,13 +221,17 @@ class MilvusGallery(CheckedCalls):
                 return False
             client.rename_collection(self.settings.collection, collection, **deadline(self.settings, slow=True))
             client.load_collection(collection, **deadline(self.settings, slow=True))
+            if client.has_collection(side_collection(self.settings.collection), **deadline(self.settings)):
+                client.rename_collection(side_collection(self.settings.collection), side_collection(collection),
+                                         **deadline(self.settings, slow=True))
         self.settings = dataclasses.replace(self.settings, collection=collection)
         return True
 
     def drop(self):
-        """Delete the collection and everything in it."""
+        """Delete the collection and everything in it, its side store too."""
         with self._errors("drop"):
             self._client().drop_collection(self.settings.collection, **deadline(self.settings, slow=True))
+            self._client().drop_collection(side_collection(self.settings.collection), **deadline(self.settings, slow=True))
 
     def close(self):
         with self._clients_lock:
@@ -279,11 +322,6 @@ class MilvusGallery(CheckedCalls):
             iterator.close()
 
 
-def _string_list(values):
-    """A Milvus expression list of string literals (JSON's quoting is Milvus's)."""
-    return "[" + ", ".join(json.dumps(value, ensure_ascii=False) for value in values) + "]"
-
-
 def connect(settings):
     """A MilvusClient for settings.uri with a connection of its own; a server that does not answer
     within settings.timeout_s raises GalleryUnavailable naming it."""
@@ -297,10 +335,6 @@ def connect(settings):
         return pymilvus.MilvusClient(**kwargs)
     except call_failures() as e:
         raise GalleryUnavailable(f"cannot connect to Milvus at {settings.uri}: {failure_text(e)}") from None
-
-
-def _meta(dim, metric, fingerprint):
-    return json.dumps({"format": FORMAT_VERSION, "dim": dim, "metric": metric, "fingerprint": fingerprint})
 
 
 def holds_milvus_gallery(settings):
@@ -323,32 +357,12 @@ def create_milvus_gallery(settings, dim, metric="IP", fingerprint=None, overwrit
     gallery = MilvusGallery(settings, config)
     try:
         with gallery._errors("create"):
-            _create_collection(gallery._client(), settings, config, overwrite, gallery._where())
+            create_collection(gallery._client(), settings, config, overwrite, gallery._where())
     except BaseException:
         gallery.close()
         raise
     gallery._opened = True
     return gallery
-
-
-def _create_collection(client, settings, config, overwrite, where):
-    pymilvus = import_pymilvus()
-    if client.has_collection(settings.collection, **deadline(settings)):
-        if not overwrite:
-            raise GalleryError(f"{where} already holds a gallery; open it, or pass overwrite=True to replace it")
-        client.drop_collection(settings.collection, **deadline(settings, slow=True))
-    schema = pymilvus.MilvusClient.create_schema(auto_id=True, enable_dynamic_field=False)
-    schema.add_field("id", pymilvus.DataType.INT64, is_primary=True)
-    schema.add_field("vector", pymilvus.DataType.FLOAT_VECTOR, dim=config.dim)
-    schema.add_field("label", pymilvus.DataType.VARCHAR, max_length=MAX_TEXT_BYTES)
-    schema.add_field("doc", pymilvus.DataType.VARCHAR, max_length=MAX_TEXT_BYTES, nullable=True)
-    index = client.prepare_index_params()
-    index.add_index(field_name="vector", index_type=settings.index_type,
-                    metric_type=MILVUS_METRICS[config.metric], params=dict(settings.index_params))
-    client.create_collection(settings.collection, schema=schema, index_params=index,
-                             consistency_level=settings.consistency_level,
-                             properties={META_PROPERTY: _meta(config.dim, config.metric, config.fingerprint)},
-                             **deadline(settings, slow=True))
 
 
 def open_milvus_gallery(settings, expected_fingerprint=None):
@@ -357,8 +371,9 @@ def open_milvus_gallery(settings, expected_fingerprint=None):
     gallery = MilvusGallery(settings, None)
     try:
         with gallery._errors("open"):
-            description = _describe(gallery._client(), settings, gallery._where())
-            gallery.config = _config_from_properties(description.get("properties") or {}, gallery._where())
+            description = describe_collection(gallery._client(), settings, gallery._where())
+            gallery.config = config_from_properties(description.get("properties") or {}, gallery._where())
+            gallery._has_added_at = any(field["name"] == "added_at" for field in description.get("fields", ()))
             gallery._client().load_collection(settings.collection, **deadline(settings, slow=True))
         if expected_fingerprint is not None:
             gallery.check_fingerprint(expected_fingerprint)
@@ -367,21 +382,3 @@ def open_milvus_gallery(settings, expected_fingerprint=None):
         raise
     gallery._opened = True
     return gallery
-
-
-def _describe(client, settings, where):
-    if not client.has_collection(settings.collection, **deadline(settings)):
-        raise GalleryError(f"{where} holds no gallery (no such collection); create one with create_milvus_gallery")
-    return client.describe_collection(settings.collection, **deadline(settings))
-
-
-def _config_from_properties(properties, where):
-    if META_PROPERTY not in properties:
-        raise GalleryError(f"{where} was not made by this package (no {META_PROPERTY} property); refusing to use it")
-    try:
-        meta = json.loads(properties[META_PROPERTY])
-        if meta.get("format") != FORMAT_VERSION:
-            raise GalleryError(f"{where}: gallery format {meta.get('format')!r} is not the supported {FORMAT_VERSION}")
-        return gallery_config(meta["dim"], "Flat", meta["metric"], meta["fingerprint"])
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise GalleryError(f"{where}: its {META_PROPERTY} property is unreadable ({e})") from None

@@ -39,6 +39,8 @@ def read_snapshot(path):
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in names}
+            if "added_at" in npz.files:  # snapshots from before items recorded when they were added lack it
+                arrays["added_at"] = npz["added_at"]
         meta = json.loads(arrays["meta"].tobytes())
         records = json.loads(arrays["records"].tobytes())
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
@@ -61,6 +63,8 @@ def snapshot_problems(meta, records, arrays, config):
                         f"{np.dtype(config.code_dtype)} {(n, config.code_width)}")
     if live.dtype != bool or live.shape != (n,):
         problems.append(f"live mask is {live.dtype} {live.shape}, expected bool ({n},)")
+    if "added_at" in arrays and arrays["added_at"].shape != (n,):
+        problems.append(f"added_at is {arrays['added_at'].shape}, expected ({n},)")
     if len(records.get("labels", ())) != n or len(records.get("docs", ())) != n:
         problems.append(f"labels/docs do not number {n}, one per id")
     if n > 1 and not (np.diff(ids) > 0).all():

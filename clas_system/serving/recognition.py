@@ -6,11 +6,14 @@
     {"gallery": "remove", "ids" | "labels"} -> {"removed": n}
     {"gallery": "search", "images", "k"?} -> {"hits": [[{"id", "label", "doc", "score"}]]}
     {"gallery": "stats"} / {"gallery": "save"} -> {"stats": {...}}
+    {"gallery": "list" | "thumbnail" | "relabel", ...}: see serving.curation
 """
 import time
 
 from ..errors import BadRequest
+from ..gallery.kept_images import keep_images
 from ..tasks.recognition import SearchOptions
+from .curation import CURATION_ACTIONS
 from .fields import check_fields, check_token, id_list, image_list, number, string_list, whole_number
 
 RECOGNITION_FIELDS = ("images", "return_k", "score_thres", "det_threshold", "max_det_results")
@@ -20,6 +23,7 @@ GALLERY_ACTIONS = {
     "search": ("gallery", "images", "k"),
     "stats": ("gallery",),
     "save": ("gallery",),
+    **{action: fields for action, (fields, _run) in CURATION_ACTIONS.items()},
 }
 
 
@@ -42,8 +46,10 @@ def add_request(recognizer, request):
         raise BadRequest.for_field("labels", "missing; send one label per image")
     labels = string_list(request, "labels", len(images))
     docs = string_list(request, "docs", len(images), allow_none=True) if request.get("docs") is not None else None
-    vectors = recognizer.embed_images(recognizer.decode_all(images))
-    return {"ids": recognizer.gallery.add(vectors, labels, docs)}
+    arrays = recognizer.decode_all(images)
+    ids = recognizer.gallery.add(recognizer.embed_images(arrays), labels, docs)
+    keep_images(recognizer.gallery, ids, arrays, recognizer.settings.gallery.curation)
+    return {"ids": ids}
 
 
 def remove_request(recognizer, request):
@@ -72,6 +78,8 @@ def gallery_request(recognizer, request):
         return remove_request(recognizer, request)
     if action == "search":
         return search_request(recognizer, request)
+    if action in CURATION_ACTIONS:
+        return CURATION_ACTIONS[action][1](recognizer.gallery, request)
     if action == "save":
         recognizer.gallery.save()
     return {"stats": recognizer.gallery.stats()}
