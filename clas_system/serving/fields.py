@@ -69,7 +69,8 @@ def b64decode_text(text, field, index=None):
 def image_list(request, serving):
     """The 'images' field: a non-empty list within the limits -> per image, its bytes, or the
     ImageError saying why it is not base64 (reported by the task with the images that fail to
-    decode, so one answer lists every bad image)."""
+    decode, so one answer lists every bad image). An item that is already bytes (a binary
+    protocol's, e.g. Open Inference) is taken as it is; JSON never gives bytes."""
     if "images" not in request:
         raise BadRequest.for_field("images", "missing; send {'images': [<base64 of an image file>, ...]}")
     images = request["images"]
@@ -83,7 +84,7 @@ def image_list(request, serving):
     decoded, total = [], 0
     for i, text in enumerate(images):
         try:
-            data = b64decode_text(text, "images", i)
+            data = text if isinstance(text, bytes) else b64decode_text(text, "images", i)
         except ImageError as err:
             decoded.append(err)
             continue

@@ -49,6 +49,7 @@ class Answer(NamedTuple):
     status: int
     body: bytes
     outcome: str
+    headers: list = JSON_HEADERS
 
 
 def current_authorization():
@@ -118,13 +119,18 @@ def envelope(status, msg, results, error=None):
     return body
 
 
-def error_answer(err):
-    """Any exception -> its Answer: the one place errors meet the wire. A fault of the server
-    (model_error) is logged with its traceback."""
+def failure(err):
+    """Any exception -> (wire code, its `error` object); a fault of the server (model_error) is
+    logged with its traceback."""
     code = wire_code(err)
     if code == "model_error" or not isinstance(err, ClasSystemError):
         log.error("request failed inside the server", exc_info=err)
-    error = wire_error(err)
+    return code, wire_error(err)
+
+
+def error_answer(err):
+    """Any exception -> its Answer in PaddleHub's envelope: the one place errors meet this route."""
+    code, error = failure(err)
     return Answer(WIRE_CODES[code].http_status, dumps(envelope("101", error["message"], "", error)), code)
 
 
@@ -144,12 +150,18 @@ def answer_predict(module, body, content_type, authorization):
     """Runs in a request thread: body bytes -> Answer."""
     if b"json" not in content_type:  # PaddleHub's refusal of a form post, counted as the bad request it is
         return Answer(200, dumps(envelope("112", OUTDATED_USAGE.format(name=module.name), "")), "bad_request")
-    _request_context.authorization = authorization  # "" when the header is absent: Flask is not asked
     try:
-        results = module.call(parse_request(body))
+        results = call_module(module, parse_request(body), authorization)
         return Answer(200, dumps(envelope("000", "", results)), "ok")
     except Exception as err:  # noqa: BLE001 - every failure is answered, typed, in one place
         return error_answer(err)
+
+
+def call_module(module, request, authorization):
+    """module.call(request) with the request's Authorization header where the module checks it."""
+    _request_context.authorization = authorization  # "" when the header is absent: Flask is not asked
+    try:
+        return module.call(request)
     finally:
         _request_context.authorization = None
 
@@ -283,18 +295,21 @@ class ServingApp:
         else:
             await self.fallback(scope, receive, send)
 
-    async def predict(self, module, scope, receive, send):
+    async def predict(self, module, scope, receive, send, answer=answer_predict, refuse=error_answer):
+        """One request to a module, admitted, bounded and counted. `answer(module, body,
+        content_type, authorization)` and `refuse(err)` give the protocol's Answers (PaddleHub's
+        by default; serving.open_inference passes its own)."""
         arrived = time.monotonic()
-        answer = await self.admitted_answer(module, scope, receive, arrived)
+        answer = await self.admitted_answer(module, scope, receive, arrived, answer, refuse)
         if answer is None:  # the client left before its body arrived
             return
-        await send_answer(send, answer.status, answer.body)
+        await send_answer(send, answer.status, answer.body, answer.headers)
         self.metrics.request_answered(module.name, answer.outcome, time.monotonic() - arrived)
 
-    async def admitted_answer(self, module, scope, receive, arrived):
+    async def admitted_answer(self, module, scope, receive, arrived, answer, refuse):
         if not self.gate.try_enter():
             self.metrics.overload_refusals.labels("queue_full").inc()
-            return error_answer(Overloaded(
+            return refuse(Overloaded(
                 f"overloaded: {self.gate.limit} requests already running or waiting; retry shortly"))
         try:
             with REQUESTS_IN_FLIGHT, self.metrics.in_flight.track_inprogress():
@@ -310,20 +325,20 @@ class ServingApp:
                 loop = asyncio.get_running_loop()
                 return await loop.run_in_executor(
                     self.pool, self._run_admitted, module, body, header(scope, b"content-type"),
-                    header(scope, b"authorization").decode("latin-1"), arrived)
+                    header(scope, b"authorization").decode("latin-1"), arrived, answer, refuse)
         except TooLarge as err:
-            return error_answer(err)
+            return refuse(err)
         finally:
             self.gate.leave()
 
-    def _run_admitted(self, module, body, content_type, authorization, arrived):
+    def _run_admitted(self, module, body, content_type, authorization, arrived, answer, refuse):
         self.metrics.waiting.dec()
         waited = time.monotonic() - arrived
         if waited > self.limits.max_wait_s:
             self.metrics.overload_refusals.labels("waited_too_long").inc()
-            return error_answer(Overloaded(f"overloaded: waited {waited * 1000:.0f} ms for a request thread, "
-                                           f"over the bound of {self.limits.max_wait_s * 1000:.0f} ms; retry shortly"))
-        return answer_predict(module, body, content_type, authorization)
+            return refuse(Overloaded(f"overloaded: waited {waited * 1000:.0f} ms for a request thread, "
+                                     f"over the bound of {self.limits.max_wait_s * 1000:.0f} ms; retry shortly"))
+        return answer(module, body, content_type, authorization)
 
     async def answer_metrics(self, scope, send):
         if not authorized(self.metrics_tokens, header(scope, b"authorization").decode("latin-1")):

@@ -27,6 +27,7 @@ from ..runtime.predictor import SERVING_PROCESSES_ENV
 from . import webui
 from .http_app import HttpLimits, ServingApp, own_method
 from .metrics_dir import remove_metrics_dir, use_fresh_metrics_dir
+from .open_inference import OpenInferenceFront
 
 log = logging.getLogger("clas_system")
 
@@ -122,7 +123,8 @@ def serve_one_process(flask_app, host, port):
     import uvicorn
 
     limits, graceful = _installed["limits"], _installed["graceful_stop_s"]
-    app = ServingApp(webui.register(flask_app), module_infos(), limits, _installed["metrics_tokens"])
+    app = OpenInferenceFront(ServingApp(webui.register(flask_app), module_infos(), limits,
+                                        _installed["metrics_tokens"]))
     log.warning("serving on %s:%s: %d request threads, %d more may wait up to %.0f ms",
                 host, port, limits.request_threads, limits.max_waiting_requests, limits.max_wait_s * 1000)
     config = uvicorn.Config(app, host=host, port=int(port), log_level="warning", **uvicorn_options(graceful))
@@ -174,8 +176,8 @@ def install_concurrent_runners(serving):
     class ServingStandaloneApplication(_installed["original_app"]):
         def load_config(self):
             super().load_config()
-            self.application = ServingApp(webui.register(self.application), module_infos(), _installed["limits"],
-                                          _installed["metrics_tokens"])
+            self.application = OpenInferenceFront(ServingApp(webui.register(self.application), module_infos(),
+                                                             _installed["limits"], _installed["metrics_tokens"]))
             freeze_startup_objects()
             os.environ[SERVING_PROCESSES_ENV] = str(self.cfg.workers)  # the workers' models share the CPUs
             metrics_dir = use_fresh_metrics_dir()
