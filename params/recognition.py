@@ -51,13 +51,15 @@ FEATURE_PRESETS = {
 # How a preset's scores are read, measured on real open-set photos (docs/recognition.md): the
 # threshold that rejects what the gallery does not hold, and the scoring it was measured with.
 # Any other feature model keeps PaddleClas's: the plain similarity and score_thres 0.5.
+# score_thres is the fallback of a gallery calibrating itself at target_false_accept (tasks.calibration).
 PRESET_SEARCH = {
-    "efficientnet_lite2": {"score_thres": 0.435, "scoring": "crowding", "large_box_share": 0.5},
+    "efficientnet_lite2": {"score_thres": 0.435, "scoring": "crowding", "large_box_share": 0.5,
+                           "target_false_accept": 0.05},
 }
 # The built-in presets' models run bf16 where the CPU has it (the open-set figures are unchanged);
 # any other feature model keeps fp32, so its scores stay PaddleClas's.
 PRESET_PRECISION = {"efficientnet_lite2": "auto"}
-PADDLECLAS_SEARCH = {"score_thres": 0.5, "scoring": "plain", "large_box_share": None}
+PADDLECLAS_SEARCH = {"score_thres": 0.5, "scoring": "plain", "large_box_share": None, "target_false_accept": None}
 VIEWS = ("whole", "five_crops")
 SCORINGS = ("plain", "crowding")
 
@@ -92,6 +94,11 @@ class RecognitionParams:
                                                      "crowding; hamming: 1 - distance / bits; L2: minus the "
                                                      "squared distance); None: the feature preset's measured "
                                                      "threshold (efficientnet_lite2: 0.435), else 0.5")
+    target_false_accept: Optional[float] = setting(
+        None, min=0.001, max=0.5, doc="the gallery sets its own threshold: the share of unknown siblings of its "
+        "labels to accept, estimated from its own photos, recomputed as it changes (score_thres until then and "
+        "for too small a gallery); an explicit score_thres turns it off; None: the preset's (efficientnet_lite2: "
+        "0.05), else off")
     scoring: Optional[str] = setting(None, choices=SCORINGS + (None,),
                                      doc="plain: a hit scores its similarity (PaddleClas); crowding: its "
                                          "similarity less half its gallery item's mean similarity to its 3 "
@@ -130,7 +137,8 @@ class RecognitionSettings:
     detector: Optional[object]  # DetectorSettings | SaliencySettings
     gallery: GallerySettings
     return_k: int
-    score_thres: float
+    score_thres: float  # the fixed threshold, or the fallback of a self-calibrating gallery
+    target_false_accept: Optional[float]  # None: no self-calibration
     scoring: str  # one of SCORINGS
     large_box_share: Optional[float]
     hamming_radius: Optional[int]
@@ -187,6 +195,19 @@ def with_module_defaults(detector, predictor, serving):
             "serving": {**serving, **(detector.get("serving") or {})}}
 
 
+def self_calibration(declared, preset_target, cosine, where):
+    """The false-accept target the gallery calibrates at, or None: an explicit score_thres is fixed."""
+    if declared.score_thres is not None and declared.target_false_accept is not None:
+        raise ParamsError(f"{where}: set score_thres (a fixed threshold) or target_false_accept (one the gallery "
+                          f"calibrates), not both")
+    if declared.target_false_accept is not None and not cosine:
+        raise ParamsError(f"{where}.target_false_accept: calibrates cosine similarities (dist_type IP, feature_norm "
+                          f"true, binarize false); set score_thres")
+    if declared.score_thres is not None:
+        return None
+    return preset_target if declared.target_false_accept is None else declared.target_false_accept
+
+
 def load_recognition_settings(module_params, overrides=None, where="rec_system"):
     """params.py dict (+ config.json init_args) -> RecognitionSettings, or ParamsError naming the key.
 
@@ -195,8 +216,7 @@ def load_recognition_settings(module_params, overrides=None, where="rec_system")
     sections = {"feature": FeatureParams, "gallery": GalleryParams, "predictor": PredictorParams,
                 "serving": ServingParams, "detector": DetectorParams, "inference_config": None,
                 "return_k": None, "score_thres": None, "scoring": None, "large_box_share": None,
-                "hamming_radius": None,
-                "embedding_size": None,
+                "target_false_accept": None, "hamming_radius": None, "embedding_size": None,
                 "rec_nms_thresh": None}
     module_params = module_params or {}
     routed = split_overrides(overrides, sections)
@@ -219,6 +239,7 @@ def load_recognition_settings(module_params, overrides=None, where="rec_system")
     search = {**PADDLECLAS_SEARCH, **calibrated}
     score_thres = search["score_thres"] if declared.score_thres is None else declared.score_thres
     scoring = declared.scoring or search["scoring"]
+    target_false_accept = self_calibration(declared, search["target_false_accept"], cosine, where)
     large_box_share = search["large_box_share"] if declared.large_box_share is None else declared.large_box_share
     if scoring == "crowding" and not cosine:
         raise ParamsError(f"{where}.scoring: crowding compares cosine similarities; it needs dist_type IP, "
@@ -233,6 +254,7 @@ def load_recognition_settings(module_params, overrides=None, where="rec_system")
         feature=feature,
         detector=detector_settings(detector, f"{where}.detector") if detector is not None else None,
         gallery=gallery_settings(declared.gallery, feature, where, f"{where}.gallery"),
-        return_k=declared.return_k, score_thres=score_thres, scoring=scoring,
+        return_k=declared.return_k, score_thres=score_thres, target_false_accept=target_false_accept,
+        scoring=scoring,
         large_box_share=large_box_share, hamming_radius=declared.hamming_radius,
         embedding_size=declared.embedding_size, rec_nms_thresh=declared.rec_nms_thresh, serving=declared.serving)

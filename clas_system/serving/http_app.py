@@ -237,7 +237,7 @@ class ServingApp:
         from .metrics import ServingMetrics  # here, not above: see metrics_dir
 
         self.modules = served_modules(self.module_infos)
-        self.metrics = ServingMetrics(list(self.modules), self.gallery_items)
+        self.metrics = ServingMetrics(list(self.modules), self.module_states)
         self.pool = concurrent.futures.ThreadPoolExecutor(self.limits.request_threads, thread_name_prefix="request")
         self.gate = AdmissionGate(self.limits.request_threads + self.limits.max_waiting_requests)
         self.precisions = {name: self.warmed_up(module) for name, module in self.modules.items()
@@ -271,10 +271,9 @@ class ServingApp:
             detail[name] = state
         return all(state["ready"] for state in detail.values()), detail
 
-    def gallery_items(self):
-        """{module: items in its gallery} for the modules whose readiness reports one."""
-        _, detail = self.readiness()
-        return {name: state["items"] for name, state in detail.items() if "items" in state}
+    def module_states(self):
+        """{module: its readiness details} (a gallery's items and calibration, for the metrics)."""
+        return self.readiness()[1]
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":

@@ -41,13 +41,14 @@ def mark_worker_dead(pid):
 
 class ServingMetrics:
     """Every metric of one serving process. `module_names` get their request counters at zero
-    from the start; `gallery_items()` -> {module: items} is sampled with RSS every few seconds."""
+    from the start; `module_states()` -> {module: readiness details} is sampled with RSS every few
+    seconds for a gallery's items and its threshold's calibration."""
 
     content_type = CONTENT_TYPE_LATEST.encode()
 
-    def __init__(self, module_names, gallery_items):
+    def __init__(self, module_names, module_states):
         self.registry = CollectorRegistry()
-        self.gallery_items = gallery_items
+        self.module_states = module_states
         self.requests = Counter("clas_requests", "Predict requests answered, by module and outcome "
                                 "(a wire error code, or ok)", ["module", "code"], registry=self.registry)
         self.request_seconds = Histogram("clas_request_duration_seconds", "Predict requests from arrival to "
@@ -69,6 +70,14 @@ class ServingMetrics:
                                       ["module"], registry=self.registry)
         self.gallery_size = Gauge("clas_gallery_items", "Items in a module's gallery", ["module"],
                                   multiprocess_mode="livemax", registry=self.registry)
+        self.threshold = Gauge("clas_recognition_threshold", "The score_thres a module's recognition uses by "
+                               "default", ["module"], multiprocess_mode="livemax", registry=self.registry)
+        self.calibrated = Gauge("clas_recognition_calibrated", "1 when that threshold is the gallery's own "
+                                "calibration, 0 when fixed or the fallback", ["module"], multiprocess_mode="livemin",
+                                registry=self.registry)
+        self.estimated_rate = Gauge("clas_recognition_estimated_rate", "The calibration's estimate from the gallery's "
+                                    "own photos, by rate (false_accept, known_accept, known_right)",
+                                    ["module", "rate"], multiprocess_mode="livemax", registry=self.registry)
         self.resident_memory = Gauge("clas_process_resident_memory_bytes", "Resident memory of a serving "
                                      "process", multiprocess_mode="liveall", registry=self.registry)
         self.model_precision = Gauge("clas_model_precision", "1 for the precision each model runs at in a "
@@ -100,12 +109,23 @@ class ServingMetrics:
             self.precision_batch_seconds.labels(model, precision).set(batch_ms / 1000)
 
     def refresh(self):
-        """The sampled figures, now: RSS and gallery sizes."""
+        """The sampled figures, now: RSS, gallery sizes and recognition thresholds."""
         rss = resident_bytes()
         if rss is not None:
             self.resident_memory.set(rss)
-        for module, items in self.gallery_items().items():
-            self.gallery_size.labels(module).set(items)
+        for module, state in self.module_states().items():
+            if "items" in state:
+                self.gallery_size.labels(module).set(state["items"])
+            if "calibration" in state:
+                self.calibration_sampled(module, state["calibration"])
+
+    def calibration_sampled(self, module, calibration):
+        self.threshold.labels(module).set(calibration["score_thres"])
+        self.calibrated.labels(module).set(1 if calibration["calibrated"] else 0)
+        for rate in ("false_accept", "known_accept", "known_right"):
+            estimate = calibration.get(f"estimated_{rate}")
+            if estimate is not None:
+                self.estimated_rate.labels(module, rate).set(estimate)
 
     def refresh_every(self, seconds=REFRESH_EVERY_S):
         """A daemon thread refreshing this process's figures, so that a scrape answered by another

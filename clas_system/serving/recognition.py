@@ -5,7 +5,7 @@
     {"gallery": "add", "images", "labels", "docs"?} -> {"ids": [...]}
     {"gallery": "remove", "ids" | "labels"} -> {"removed": n}
     {"gallery": "search", "images", "k"?} -> {"hits": [[{"id", "label", "doc", "score"}]]}
-    {"gallery": "stats"} / {"gallery": "save"} -> {"stats": {...}}
+    {"gallery": "stats"} / {"gallery": "save"} -> {"stats": {..., "calibration": {"score_thres", ...}}}
     {"gallery": "list" | "thumbnail" | "relabel", ...}: see serving.curation
 """
 import time
@@ -82,7 +82,7 @@ def gallery_request(recognizer, request):
         return CURATION_ACTIONS[action][1](recognizer.gallery, request)
     if action == "save":
         recognizer.gallery.save()
-    return {"stats": recognizer.gallery.stats()}
+    return {"stats": {**recognizer.gallery.stats(), "calibration": recognizer.calibration_state()}}
 
 
 def recognition_request(recognizer, request, authorization=None):

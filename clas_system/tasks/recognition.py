@@ -9,7 +9,9 @@ detector); a region is recognised when its best gallery hit scores at least scor
 recognised boxes overlapping a better one by more than rec_nms_thresh IoU are dropped.
 "rec_docs" is the best hit's label and "rec_scores" its score, as in PaddleClas; "rec_id" is its
 gallery id (what a gallery remove takes). With scoring "crowding" a hit's score is its similarity
-less its gallery item's crowding (tasks.crowding), and hits are ranked by that.
+less its gallery item's crowding (tasks.crowding), and hits are ranked by that. With
+target_false_accept set, the default score_thres is the gallery's own (tasks.recalibration),
+the settings' score_thres until it is worked out.
 
 A recognition request may narrow or widen the search for itself (SearchOptions: return_k,
 score_thres, det_threshold, max_det_results; the settings give the defaults).
@@ -26,9 +28,10 @@ from ..gallery.startup import open_or_build_gallery
 from .detect import build_batcher as build_detector_batcher
 from .detect import build_detector
 from .features import build_batcher as build_feature_batcher
-from .crowding import RERANK_K, Crowding
+from .crowding import RERANK_K, WEIGHT, Crowding
 from .features import build_feature_extractor
 from .per_image import each_image
+from .recalibration import LiveCalibration
 
 
 def whole_image_box(image):
@@ -104,6 +107,7 @@ class Recognizer:
     detect: Optional[Callable]  # list of detector inputs -> box arrays (DynamicBatcher)
     gallery: object  # gallery.Gallery, live: changes apply to the next search
     crowding: Optional[Crowding]  # scoring "crowding"; None: plain similarities
+    calibration: Optional[LiveCalibration] = None  # None: the settings' score_thres, fixed
 
     def decode_all(self, images):
         """Encoded images (or BadRequests found reading them) -> full-size RGB arrays; every bad
@@ -113,11 +117,18 @@ class Recognizer:
     @property
     def default_options(self):
         settings = self.settings
-        score_thres = settings.score_thres
+        score_thres = settings.score_thres if self.calibration is None else self.calibration.score_thres()
         if settings.hamming_radius is not None:  # PaddleClas: distance <= radius, i.e. this score or more
             score_thres = 1.0 - settings.hamming_radius / self.features.dim
         return SearchOptions(return_k=settings.return_k, score_thres=score_thres, det_threshold=None,
                              max_det_results=None)
+
+    def calibration_state(self):
+        """Where the default score_thres comes from (stats, /ready, /metrics)."""
+        if self.calibration is None:
+            return {"score_thres": self.default_options.score_thres, "calibrated": False,
+                    "reason": "fixed score_thres (target_false_accept is off)"}
+        return self.calibration.state()
 
     def detections(self, arrays, options):
         """Detected boxes per image ([] each without a detector)."""
@@ -204,6 +215,9 @@ def build_recognizer(settings):
         gallery = open_or_build_gallery(settings.gallery, extractor)
     except GalleryError as err:
         raise GalleryError(f"{err}. {rebuild_advice(settings)}") from err
+    crowding = Crowding(gallery) if settings.scoring == "crowding" else None
+    calibration = (LiveCalibration(gallery, settings.target_false_accept, WEIGHT if crowding else 0.0,
+                                   settings.score_thres) if settings.target_false_accept is not None else None)
     return Recognizer(settings=settings, features=extractor, embed=build_feature_batcher(extractor),
                       detector=detector, detect=build_detector_batcher(detector) if detector else None,
-                      gallery=gallery, crowding=Crowding(gallery) if settings.scoring == "crowding" else None)
+                      gallery=gallery, crowding=crowding, calibration=calibration)

@@ -46,10 +46,11 @@ class RecSystem:
         self.recognizer.recognize([blank_image()])
 
     def readiness(self):
-        """Ready while the gallery answers (a Milvus server may be down)."""
+        """Ready while the gallery answers (a Milvus server may be down); the threshold in use."""
         gallery = self.recognizer.gallery
         try:
-            return {"ready": True, "gallery": gallery.describe(), "items": gallery.count()}
+            return {"ready": True, "gallery": gallery.describe(), "items": gallery.count(),
+                    "calibration": self.recognizer.calibration_state()}
         except GalleryError as err:
             return {"ready": False, "gallery": gallery.describe(), "error": str(err)}
 

@@ -1,0 +1,91 @@
+"""A recognizer's live threshold: its gallery's own (tasks.calibration), worked out in a
+background thread, never on a request's path.
+
+    live = LiveCalibration(gallery, target_false_accept=0.05, weight=0.5, fallback=0.435)
+    live.score_thres()  # the latest calibrated threshold; the fallback until the first is done
+    live.state()        # what stats, /ready and /metrics report
+
+The first call starts the first calibration; after that a call starts another when the
+gallery's revision has moved (at most once every MIN_INTERVAL_S), or when the latest is older
+than MAX_AGE_S (a Milvus gallery's revision does not move for other servers' changes). The cost
+is bounded by tasks.calibration's sample caps. Each process (each gunicorn worker) works out its
+own; the sample and the arithmetic are deterministic, so processes seeing the same gallery agree.
+A calibration that fails (a gallery briefly unavailable) keeps the previous one and is retried
+on the next call after MIN_INTERVAL_S.
+"""
+import logging
+import os
+import threading
+import time
+
+from ..errors import ClasSystemError
+from .calibration import calibrate
+
+log = logging.getLogger("clas_system")
+
+MIN_INTERVAL_S = 5.0
+MAX_AGE_S = 300.0
+
+
+class LiveCalibration:
+    def __init__(self, gallery, target_false_accept, weight, fallback, clock=time.monotonic):
+        self.gallery = gallery
+        self.target_false_accept = target_false_accept
+        self.weight = weight
+        self.fallback = fallback
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._latest = None  # Calibration
+        self._revision = None  # the gallery revision the latest was worked out at
+        self._done_at = None
+        self._started_at = None
+        self._running_in = None  # pid of the process whose thread is calibrating
+
+    def latest(self):
+        """The latest Calibration (None before the first is done), starting a new one when due."""
+        self._start_when_due()
+        return self._latest
+
+    def score_thres(self):
+        latest = self.latest()
+        return self.fallback if latest is None else latest.score_thres
+
+    def state(self):
+        latest = self.latest()
+        if latest is None:
+            return {"score_thres": self.fallback, "calibrated": False, "fallback": self.fallback,
+                    "target_false_accept": self.target_false_accept, "reason": "calibrating"}
+        return latest.as_dict()
+
+    def _due(self, revision, now):
+        if self._running_in == os.getpid():
+            return False
+        if self._started_at is not None and now - self._started_at < MIN_INTERVAL_S:
+            return False
+        return self._latest is None or revision != self._revision or now - self._done_at > MAX_AGE_S
+
+    def _start_when_due(self):
+        revision = self.gallery.revision()
+        with self._lock:
+            now = self.clock()
+            if not self._due(revision, now):
+                return
+            self._running_in, self._started_at = os.getpid(), now
+        threading.Thread(target=self._calibrate, args=(revision,), name="calibration", daemon=True).start()
+
+    def _calibrate(self, revision):
+        started = time.perf_counter()
+        try:
+            calibration = calibrate(self.gallery, self.target_false_accept, self.weight, self.fallback)
+            with self._lock:
+                self._latest, self._revision, self._done_at = calibration, revision, self.clock()
+        except ClasSystemError as err:
+            log.warning("calibrating the gallery's threshold failed (keeping %s): %s",
+                        self._latest.score_thres if self._latest else self.fallback, err)
+            return
+        finally:
+            with self._lock:
+                self._running_in = None
+        log.info("gallery threshold %.4f (%s) from %d items in %.2f s", calibration.score_thres,
+                 "calibrated" if calibration.calibrated else calibration.reason, calibration.items,
+                 time.perf_counter() - started)
