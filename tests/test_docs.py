@@ -21,8 +21,9 @@ REGENERATE = ".venv/bin/python -m params.reference > docs/settings.md"
 # Pages that record measurements (each table or figure with its date and command); settings.md
 # is generated. Every other page states no figure in its prose and links these instead.
 RESULT_PAGES = {"benchmarks.md", "recognition.md", "models.md", "settings.md"}
-# A decimal number standing alone: 0.975, 2.2, .5; not a version (2.6.0, ==0.1.3, Apache-2.0).
-FIGURE = re.compile(r"(?<![\w.=~<>-])\d*\.\d+(?![\w.])")
+# A decimal number standing alone (0.975, 2.2, .5; not a version: 2.6.0, ==0.1.3, Apache-2.0), or
+# any number with a unit of speed, time or memory (371 img/s, 12 ms, 7 MB).
+FIGURE = re.compile(r"(?<![\w.=~<>-])\d*\.\d+(?![\w.])|\b\d+(?:\.\d+)?\s?(?:img/s|ms|MB|GB)\b")
 
 # [text](target) where target is a relative path to a markdown file, with an optional #anchor
 LINK = re.compile(r"\[[^\]]*\]\((?!https?://|mailto:)([^)#\s]*\.md)?(#[^)\s]*)?\)")
