@@ -30,6 +30,8 @@ setup(
             "httptools",
             "uvloop",
             "orjson",
+            # base64 images decoded with SIMD (~40x binascii's speed on a 150 kB JPEG)
+            "pybase64",
             # GET /metrics, summed over gunicorn workers in its multiprocess mode
             "prometheus-client>=0.26,<0.27",
             "onnxruntime",
