@@ -31,6 +31,7 @@ EXPECTED_CODES = {
     "GalleryInputError": "bad_request",
     "GalleryUnavailable": "unavailable",
     "ChildFailed": "model_error",
+    "TooFewSamples": "bad_request",
 }
 
 

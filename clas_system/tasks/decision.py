@@ -30,12 +30,15 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from ..errors import BadRequest
+
 RIDGE = 1.0  # L2 penalty on the standardised weights
 NEWTON_STEPS = 25
 
 
-class TooFewSamples(ValueError):
+class TooFewSamples(BadRequest):
     """Too few rows to set a threshold at the target (the message says how many are needed)."""
+    code = "bad_request"
 
 
 @dataclasses.dataclass(frozen=True)
