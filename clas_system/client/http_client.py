@@ -9,10 +9,13 @@ on its text: `ServerError` (an answer that is an error; one subclass per code: `
 `UnauthorizedError`, `TooLargeError`, `OverloadedError`, `UnavailableError`,
 `ModelFailureError`) and `ServerUnreachable` (no answer: connection refused, reset, timed out).
 Idempotent calls (classify, detect, recognize, gallery search, stats, list, thumbnail and
-relabel) are retried with backoff on `ServerUnreachable`, `OverloadedError` and `UnavailableError`; gallery add and
-remove never are, since a lost answer may hide a change that was made.
+relabel) are retried with backoff on `ServerUnreachable`, `OverloadedError` and `UnavailableError`; so is gallery
+add, which carries a `request_id` (a new UUID per call, or the caller's `request_id=`) that makes a
+retried add answer as the first try did, adding nothing. Remove is never retried, since a lost
+answer may hide a change that was made.
 """
 import time
+import uuid
 
 import requests
 
@@ -104,6 +107,8 @@ class Client:
         """Gallery operations on a running rec_system: add / remove / search / stats / save, and
         list / thumbnail / relabel (fields by keyword: offset=, limit=, label=, query=)."""
         payload = {"gallery": action, **fields}
+        if action == "add":  # the same id on every try of this call: the server adds once
+            payload["request_id"] = fields.get("request_id") or uuid.uuid4().hex
         if images:
             payload["images"] = [b64encode_image(image) for image in as_list(images)]
         if labels:
@@ -111,4 +116,4 @@ class Client:
         if ids is not None:
             payload["ids"] = list(ids)
         return self.call(module or TASK_MODULES["recognize"], payload,
-                         idempotent=action in ("search", "stats", "list", "thumbnail", "relabel"))
+                         idempotent=action in ("add", "search", "stats", "list", "thumbnail", "relabel"))

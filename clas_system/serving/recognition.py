@@ -2,7 +2,7 @@
 
     {"images": [base64 image files], "return_k"?, "score_thres"?, "det_threshold"?, "max_det_results"?}
         -> {"prediction": [[{"bbox", "rec_docs", "rec_scores", "rec_id"}]]}
-    {"gallery": "add", "images", "labels", "docs"?} -> {"ids": [...]}
+    {"gallery": "add", "images", "labels", "docs"?, "request_id"?} -> {"ids": [...]}  (once per request_id)
     {"gallery": "remove", "ids" | "labels"} -> {"removed": n}
     {"gallery": "search", "images", "k"?} -> {"hits": [[{"id", "label", "doc", "score"}]]}
     {"gallery": "stats"} / {"gallery": "save"} -> {"stats": {..., "calibration": {"score_thres", ...}}}
@@ -12,13 +12,14 @@ import time
 
 from ..errors import BadRequest
 from ..gallery.kept_images import keep_images
+from ..gallery.request_ids import answered_once, check_request_id
 from ..tasks.recognition import SearchOptions
 from .curation import CURATION_ACTIONS
 from .fields import check_fields, check_token, id_list, image_list, number, string_list, whole_number
 
 RECOGNITION_FIELDS = ("images", "return_k", "score_thres", "det_threshold", "max_det_results")
 GALLERY_ACTIONS = {
-    "add": ("gallery", "images", "labels", "docs"),
+    "add": ("gallery", "images", "labels", "docs", "request_id"),
     "remove": ("gallery", "ids", "labels"),
     "search": ("gallery", "images", "k"),
     "stats": ("gallery",),
@@ -41,6 +42,12 @@ def search_options(recognizer, request):
 
 
 def add_request(recognizer, request):
+    """An add; sent again with the same request_id, the first answer and no change (gallery.request_ids)."""
+    request_id = check_request_id(request.get("request_id"))
+    return answered_once(recognizer.gallery.side, request_id, lambda: add_images(recognizer, request))
+
+
+def add_images(recognizer, request):
     images = image_list(request, recognizer.settings.serving)
     if "labels" not in request:
         raise BadRequest.for_field("labels", "missing; send one label per image")
