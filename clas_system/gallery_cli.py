@@ -5,6 +5,7 @@ PaddleClas's index format (vector.index + id_map.pkl, see gallery.paddleclas_ind
     clas-gallery stats --index-dir /srv/gallery
     clas-gallery import --paddleclas-index drink_dataset_v2.0/index --index-dir /srv/gallery
     clas-gallery export --index-dir /srv/gallery --paddleclas-index exported/
+    clas-gallery list | relabel | thumbnail | reembed ...   (curation_cli)
 
 Features are made exactly as rec_system makes them: the same settings schema, read from a
 rec_system params.py (--params) and adjusted with --set KEY=VALUE (flat keys as in config.json's
@@ -21,6 +22,7 @@ from params.gallery import INDEX_METHODS, MilvusSettings
 from params.recognition import load_recognition_settings
 from params.schema import ParamsError
 
+from .curation_cli import add_curation_commands
 from .errors import ClasSystemError, GalleryError
 from .gallery import (create_faiss_gallery, gallery_exists, holds_faiss_gallery, open_faiss_gallery,
                       staged_folder)
@@ -172,6 +174,7 @@ def main(argv=None):
     stats_parser = commands.add_parser("stats", help="what a gallery holds (opened read-only)")
     stats_parser.add_argument("--index-dir", required=True)
     stats_parser.set_defaults(run=stats)
+    add_curation_commands(commands, settings_from_args, parse_assignment)
     args = parser.parse_args(argv)
     try:
         result = args.run(args)

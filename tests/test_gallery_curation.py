@@ -144,3 +144,22 @@ def test_thumbnails_are_opt_out(server_factory, tmp_path):
     [new_id] = client.gallery("add", images=[image_path(COCO)], labels=["street"])["ids"]
     assert client.gallery("thumbnail", ids=[new_id])["thumbnails"] == [None]
     assert not (tmp_path / "gallery" / "side.sqlite").exists()
+
+
+def test_cli_lists_relabels_and_writes_thumbnails(gallery, tmp_path, capsys):
+    import json
+
+    from clas_system.gallery_cli import main as gallery_main
+    gallery.side.put("thumbnail", [2], [b"\xff\xd8 a jpeg"])
+    where = ["--index-dir", str(tmp_path / "g")]
+    assert gallery_main(["list", *where, "--label", "品 2", "--limit", "2"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed["total"] == 10 and [item["id"] for item in listed["items"]] == [2, 5]
+    assert gallery_main(["relabel", *where, "--ids", "2", "5", "--label", "cola"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"relabelled": 2}
+    assert gallery.list_items(label="cola")[1] == 2
+    assert gallery_main(["thumbnail", *where, "--ids", "2", "3", "--out", str(tmp_path / "thumbs")]) == 0
+    assert json.loads(capsys.readouterr().out)["without_thumbnail"] == [3]
+    assert (tmp_path / "thumbs" / "2.jpg").read_bytes() == b"\xff\xd8 a jpeg"
+    assert gallery_main(["list", *where, "--limit", "1001"]) == 1
+    assert "limit must be at most 1000" in capsys.readouterr().err

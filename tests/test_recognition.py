@@ -377,6 +377,7 @@ def test_a_gallery_built_with_the_earlier_default_model_refuses_to_start_saying_
         build_recognizer(load_recognition_settings({"gallery": gallery}))
     message = str(err.value)
     assert "gallery fingerprint differs in" in message and "model_sha256" in message
+    assert f"clas-gallery reembed --index-dir {tmp_path / 'gallery'} --to-preset PRESET" in message
     assert f"move {tmp_path / 'gallery'} away and start with gallery.data_file" in message
     assert "clas-gallery build" in message and "'pplcnet_pulc_1280' (before 2026-11)" in message
 

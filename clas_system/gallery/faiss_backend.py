@@ -36,10 +36,11 @@ import numpy as np
 from ..errors import GalleryError, GalleryUnavailable, short
 from .config import check_fingerprint, gallery_config
 from .faiss_state import FaissState
-from .interface import CheckedCalls
+from .interface import CheckedCalls, check_docs, check_labels
 from .log import WAL, append_record, cut_log, encode_record, log_identity, read_wal, start_new_log
 from .side_store import SqliteSideStore, remove_side_files
 from .snapshot import SNAPSHOT, read_snapshot, write_snapshot
+from .vectors import vectors_to_codes
 
 LOCK = "LOCK"
 
@@ -97,6 +98,25 @@ class FaissGallery(CheckedCalls):
     def _remove(self, ids, labels):
         header = self._write(lambda: self._state.remove_record(ids, labels))
         return [] if header is None else header["ids"]
+
+    def copy_items(self, ids, vectors, labels, docs, added_at, next_id=0):
+        """Add another gallery's items under their own ids (increasing, above every id here), with
+        their added_at, and reserve the ids below next_id (a re-embedded gallery keeps its ids)."""
+        codes = vectors_to_codes(vectors, self.config) if len(ids) else np.empty((0, self.config.code_width),
+                                                                                self.config.code_dtype)
+        labels, docs = check_labels(labels, len(codes)), check_docs(docs, len(codes))
+        return self._write(lambda: self._state.copy_record(ids, codes, labels, docs, list(added_at), next_id))
+
+    @contextmanager
+    def held(self):
+        """Hold the gallery still (no process changes it until the block ends); yields every live
+        Item and the next id it would give."""
+        with self._lock:
+            self._check_writable()
+            with self._flock(fcntl.LOCK_EX):
+                self._catch_up()
+                items, _total = self._state.list_items(0, max(1, self._state.items.n))
+                yield items, self._state.next_id
 
     def _relabel(self, ids, labels, new_label):
         header = self._write(lambda: self._state.relabel_record(ids, labels, new_label))

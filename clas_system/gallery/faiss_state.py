@@ -39,6 +39,15 @@ class FaissState:
         return {"seq": self.seq + 1, "op": "add", "ids": ids, "labels": labels, "docs": docs,
                 "added_at": round(time.time(), 3)}, codes
 
+    def copy_record(self, ids, codes, labels, docs, added_at, next_id):
+        """(header, codes) of the record adding copies of another gallery's items under their own
+        ids (increasing, above every id here) and added_at, reserving ids below next_id."""
+        ids = [int(i) for i in ids]
+        if ids and (ids[0] < self.next_id or any(b <= a for a, b in zip(ids, ids[1:]))):
+            raise GalleryError(f"copied ids must increase from {self.next_id}, got {ids[:5]}...")
+        return {"seq": self.seq + 1, "op": "add", "ids": ids, "labels": labels, "docs": docs, "next_id": next_id,
+                "added_at": [None if a is None else float(a) for a in added_at]}, codes
+
     def relabel_record(self, ids, labels, new_label):
         """(header, None) of the record giving the live items with these ids or labels the label
         `new_label`; (None, None) when none is live."""
@@ -65,8 +74,11 @@ class FaissState:
             rows, found = self.items.find(ids)
             self.items.relabel(rows[found], header["label"])
         elif header["op"] == "add":
-            self.items.append(ids, codes, header["labels"], header["docs"], header.get("added_at"))
-            self.next_id = int(ids[-1]) + 1
+            self.items.append(ids, codes, header["labels"], header["docs"], _added_at(header.get("added_at")))
+            self.next_id = max(int(ids[-1]) + 1 if len(ids) else 0, header.get("next_id", 0), self.next_id)
+            if not len(ids):
+                self.seq = header["seq"]
+                return
             if self.config.method == "IVF" and not self.trained_ivf and \
                     self.items.live_count() >= ivf_training_size(self.config.nlist, self.config.pq_size):
                 self._train_ivf()
@@ -98,7 +110,8 @@ class FaissState:
     def _record_codes(self, path, header, body):
         count, width = len(header["ids"]), self.config.code_width
         codes = np.frombuffer(body, dtype=self.config.code_dtype)
-        if codes.size != count * width or not count or header["ids"][0] < self.next_id:
+        if codes.size != count * width or (not count and "next_id" not in header) or \
+                (count and header["ids"][0] < self.next_id):
             raise GalleryError(f"{path}: add record {header['seq']} does not match the gallery "
                                f"({count} ids, {codes.size} values, expected {count * width})")
         return codes.reshape(count, width)
@@ -199,6 +212,13 @@ class FaissState:
         state.seq = int(meta["seq"])
         state.next_id = int(meta["next_id"])
         return state
+
+
+def _added_at(value):
+    """A record's added_at (one time, or one per item with None for unknown) as Items take it."""
+    if isinstance(value, list):
+        return np.array([np.nan if v is None else v for v in value], dtype=np.float64)
+    return value
 
 
 def _seconds(value):

@@ -14,12 +14,14 @@ from ..errors import GalleryError
 from ..gallery_list import read_gallery_list
 from ..runtime.forked import run_in_child
 from .backends import backend_of, create_gallery, gallery_exists, open_gallery
+from .kept_images import keep_images
 
 log = logging.getLogger("clas_system")
 
 
-def fill_from_list(gallery, entries, extractor):
-    """Embed (image path, label) entries in batches and add them to the gallery."""
+def fill_from_list(gallery, entries, extractor, curation=None):
+    """Embed (image path, label) entries in batches and add them to the gallery, keeping their
+    thumbnails and regions as `curation` (gallery settings) says."""
     size = extractor.settings.serving.batch_size
     for start in range(0, len(entries), size):
         chunk = entries[start:start + size]
@@ -27,8 +29,10 @@ def fill_from_list(gallery, entries, extractor):
         for path, _label in chunk:
             with open(path, "rb") as f:
                 images.append(f.read())
-        gallery.add(extractor.embed_images(images, [path for path, _label in chunk]),
-                    [label for _path, label in chunk])
+        paths = [path for path, _label in chunk]
+        ids = gallery.add(extractor.embed_images(images, paths), [label for _path, label in chunk])
+        if curation is not None and (curation.keep_thumbnails or curation.keep_regions):
+            keep_images(gallery, ids, [extractor.decode(data, path) for data, path in zip(images, paths)], curation)
 
 
 def build_gallery(settings, extractor):
@@ -38,7 +42,7 @@ def build_gallery(settings, extractor):
     build cut short leaves no half-filled gallery that a later start would take for the real one."""
     entries = read_gallery_list(settings.data_file, settings.image_root, settings.delimiter)
     with backend_of(settings).staged(settings, extractor.dim, extractor.fingerprint) as gallery:
-        fill_from_list(gallery, entries, extractor)
+        fill_from_list(gallery, entries, extractor, settings.curation)
         gallery.save()
     return open_gallery(settings, expected_fingerprint=extractor.fingerprint)
 

@@ -198,7 +198,9 @@ def check_embedding_size(settings, extractor):
 
 def rebuild_advice(settings):
     where = settings.gallery.index_dir
-    return (f"To rebuild it with this feature model, move {where} away and start with gallery.data_file and "
+    return (f"To re-embed it for this feature model from the regions it kept, run `clas-gallery reembed "
+            f"--index-dir {where} --to-preset PRESET` (or --set model_dir=...). "
+            f"To rebuild it from the original files, move {where} away and start with gallery.data_file and "
             f"gallery.image_root set (or run `clas-gallery build --data-file LIST --image-root DIR --index-dir "
             f"{where}`). A gallery built by an earlier default feature model opens again with its "
             f"feature.preset: 'dinov2_vits14' (before 2026-12) or 'pplcnet_pulc_1280' (before 2026-11)")
