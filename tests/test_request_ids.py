@@ -4,6 +4,7 @@ ledger's rules on a real side store with a fake clock."""
 import json
 import signal
 import socket
+import time
 
 import pytest
 
@@ -16,6 +17,7 @@ from harness.payloads import b64, image_bytes, image_path
 
 LIGHT = {"feature": {"preset": "pplcnet_pulc_1280"}, "detector": None}
 COCO = "misc/coco_000000570688.jpg"
+WANGZAI = "misc/wangzai.jpg"
 
 
 class Clock:
@@ -66,7 +68,7 @@ def test_a_pending_try_is_waited_for_then_taken_over_after_the_lease(side):
     clock = Clock()
     write_record(side, Record("dead", "other", clock(), None))
     change, calls = counted({"ids": [2]})
-    assert answered_once(side, "dead", change, clock, clock.sleep) == {"ids": [2]}
+    assert answered_once(side, "dead", change, clock=clock, sleep=clock.sleep) == {"ids": [2]}
     assert calls == [1] and LEASE_S <= clock.now - 1_000_000.0 < LEASE_S + 1
 
     write_record(side, Record("live", "other", clock(), None))
@@ -75,20 +77,31 @@ def test_a_pending_try_is_waited_for_then_taken_over_after_the_lease(side):
         clock.sleep(seconds)
         write_record(side, Record("live", "other", clock(), {"ids": [3]}))
 
-    assert answered_once(side, "live", change, clock, finish_meanwhile) == {"ids": [3]} and calls == [1]
+    assert answered_once(side, "live", change, clock=clock, sleep=finish_meanwhile) == {"ids": [3]} and calls == [1]
+
+
+def test_a_take_over_answers_what_the_dead_try_made(side):
+    """The dead try's change found made (recover) is the answer: no second change."""
+    clock = Clock()
+    write_record(side, Record("made", "other", clock(), None))
+    change, calls = counted({"ids": [9]})
+    assert answered_once(side, "made", change, recover=lambda: {"ids": [5]}, clock=clock,
+                         sleep=clock.sleep) == {"ids": [5]}
+    assert answered_once(side, "made", change, clock=clock) == {"ids": [5]} and calls == []
+    assert answered_once(side, "fresh", change, recover=lambda: {"ids": [5]}) == {"ids": [9]}  # no claim to take over
 
 
 def test_ids_are_remembered_for_the_window_then_pruned(side):
     clock = Clock()
     change, calls = counted({"ids": [4]})
-    answered_once(side, "old", change, clock, clock.sleep)
+    answered_once(side, "old", change, clock=clock, sleep=clock.sleep)
     clock.now += WINDOW_S / 2
-    answered_once(side, "new", change, clock, clock.sleep)
-    answered_once(side, "old", change, clock, clock.sleep)
+    answered_once(side, "new", change, clock=clock, sleep=clock.sleep)
+    answered_once(side, "old", change, clock=clock, sleep=clock.sleep)
     assert len(calls) == 2
     clock.now += WINDOW_S / 2 + 1
     assert prune(side, clock()) == 1 and side.count(request_ids.KIND) == 1
-    answered_once(side, "old", change, clock, clock.sleep)
+    answered_once(side, "old", change, clock=clock, sleep=clock.sleep)
     assert len(calls) == 3
 
 
@@ -120,9 +133,17 @@ def test_an_add_retried_after_its_answer_was_lost_adds_one_item(server_factory, 
     other = client.gallery("add", images=[image_path(COCO)], labels=["coco"])  # a new call: a new id
     assert other["ids"] != first["ids"] and client.gallery("stats")["stats"]["count"] == 2
 
+    # a try killed after adding but before recording its answer: its retry finds the item
+    made = client.gallery("add", images=[image_path(WANGZAI)], labels=["wangzai"])["ids"]
+    side = SqliteSideStore(str(tmp_path / "gallery"))
+    write_record(side, Record("add-2", "dead", time.time() - LEASE_S - 1, None))
+    side.close()
+    assert client.gallery("add", images=[image_path(WANGZAI)], labels=["wangzai"], request_id="add-2")["ids"] == made
+    assert client.gallery("stats")["stats"]["count"] == 3
+
     server.stop(signal.SIGKILL)
     client = Client(server_factory(modules=modules).url)
     assert client.gallery("add", images=[image_path(COCO)], labels=["coco"], request_id="add-1")["ids"] == first["ids"]
-    assert client.gallery("stats")["stats"]["count"] == 2
+    assert client.gallery("stats")["stats"]["count"] == 3
     with pytest.raises(BadRequestError, match="request_id"):
         client.gallery("add", images=[image_path(COCO)], labels=["coco"], request_id="x" * 200)

@@ -12,11 +12,12 @@ A try first reads the record: done -> its answer; pending (another try is making
 it waits for that try's answer, up to LEASE_S from the claim, then takes the claim over (the
 other try's process died); none, or older than WINDOW_S -> it claims the id (pending), makes
 the change and records the answer. A change that fails drops its claim, so a retry makes it.
+A try that takes a claim over first asks `recover()` whether the dead try's change is already
+there (for an add: its items, found as exact copies with their labels): a process killed after
+the change but before recording its answer then costs the retry LEASE_S, not a duplicate.
 What this does not cover, said plainly: the claim is a read then a write, so two tries of one
-id arriving within the same few milliseconds on two processes may both make the change; and a
-process killed after the change but before its answer is recorded leaves a claim that a retry
-takes over after LEASE_S, making the change again. Records older than WINDOW_S are pruned
-every PRUNE_EVERY claims in a process.
+id arriving within the same few milliseconds on two processes may both make the change.
+Records older than WINDOW_S are pruned every PRUNE_EVERY claims in a process.
 """
 import hashlib
 import json
@@ -73,32 +74,32 @@ def write_record(side, record):
     side.put(KIND, [record_key(record.request_id)], [json.dumps(record._asdict()).encode()])
 
 
-def waited_answer(side, request_id, clock, sleep):
-    """The answer of an earlier try, waiting while one is pending; None when the id is free to claim."""
+def waited_record(side, request_id, clock, sleep):
+    """The record of an earlier try, waiting while one is pending: answered, or pending past its
+    lease (its try died, or outlived the lease); None when the id is free."""
     while True:
         now = clock()
         record = read_record(side, request_id, now)
-        if record is None:
-            return None
-        if record.answer is not None:
+        if record is None or record.answer is not None or now - record.at > LEASE_S:
             return record
-        if now - record.at > LEASE_S:
-            return None  # its try died (or outlived the lease): take it over
         sleep(POLL_S)
 
 
-def answered_once(side, request_id, change, clock=time.time, sleep=time.sleep):
+def answered_once(side, request_id, change, recover=None, clock=time.time, sleep=time.sleep):
     """change() -> answer (JSON-able, not None), made once per request_id (see the module doc);
-    without a request_id, simply change()."""
+    without a request_id, simply change(). recover() -> the answer of a dead try's change found
+    made, or None."""
     if request_id is None:
         return change()
-    earlier = waited_answer(side, request_id, clock, sleep)
-    if earlier is not None:
+    earlier = waited_record(side, request_id, clock, sleep)
+    if earlier is not None and earlier.answer is not None:
         return earlier.answer
     owner = uuid.uuid4().hex
     write_record(side, Record(request_id, owner, clock(), None))
     try:
-        answer = change()
+        answer = recover() if earlier is not None and recover is not None else None
+        if answer is None:
+            answer = change()
     except BaseException:
         side.delete([record_key(request_id)], kinds=[KIND])
         raise

@@ -12,8 +12,8 @@ import time
 
 from ..errors import BadRequest
 from ..gallery.kept_images import keep_images
-from ..gallery.request_ids import answered_once, check_request_id
 from ..tasks.recognition import SearchOptions
+from .add_once import add_once
 from .curation import CURATION_ACTIONS
 from .fields import check_fields, check_token, id_list, image_list, number, string_list, whole_number
 
@@ -42,9 +42,8 @@ def search_options(recognizer, request):
 
 
 def add_request(recognizer, request):
-    """An add; sent again with the same request_id, the first answer and no change (gallery.request_ids)."""
-    request_id = check_request_id(request.get("request_id"))
-    return answered_once(recognizer.gallery.side, request_id, lambda: add_images(recognizer, request))
+    """An add; sent again with the same request_id, the first answer and no change (serving.add_once)."""
+    return add_once(recognizer, request, add_images)
 
 
 def add_images(recognizer, request):
