@@ -75,7 +75,7 @@ def test_a_config_holds_no_placeholder_paths(path):
     assert "/path/to" not in text, f"{path}: a placeholder path; leave model_dir to params.py's default"
 
 
-DOCUMENTED_URL = "http://127.0.0.1:8866"
+DOCUMENTED_ADDRESS = "127.0.0.1:8866"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 # The files the examples name, made from the shared images ("broken.jpg" is meant to be refused).
 EXAMPLE_FILES = {"line.png": "textline/textline_orientation_test_0_0.png", "photo.jpg": "imagenet/ILSVRC2012_val_00000010.jpeg",
@@ -113,7 +113,7 @@ def example_folder(tmp_path_factory):
 @pytest.mark.parametrize("language, code", list(server_examples()))
 def test_the_documented_examples_run(shipped_server, example_folder, monkeypatch, language, code):
     server, _ = shipped_server
-    code = code.replace(DOCUMENTED_URL, server.url)
+    code = code.replace(DOCUMENTED_ADDRESS, f"127.0.0.1:{server.port}")
     monkeypatch.chdir(example_folder)
     if language == "python":
         exec(compile(code, "<example>", "exec"), {"url": server.url})
