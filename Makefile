@@ -31,7 +31,7 @@ $(VENV)/.serving: setup.py constraints.txt
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.serving
-	$(PY) -m pip install -q -c constraints.txt -e '.[server,test,milvus]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[server,test,milvus,quantize]'
 	$(PY) -m harness.paddleclas_reference install
 	touch $@
 

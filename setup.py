@@ -48,6 +48,8 @@ setup(
         "gpu": ["paddlepaddle-gpu>=3.0"],
         # tritonclient: the Open Inference Protocol tests call the server as Triton's own client does
         "test": ["pytest", "playwright", "tritonclient[http]"],
+        # clas-quantize: NNCF post-training INT8 quantization into an OpenVINO IR
+        "quantize": ["nncf>=3.4,<4"],
         # the Milvus gallery backend; newer pymilvus upgrades protobuf and breaks paddlehub
         "milvus": ["pymilvus<2.6", "milvus-lite==3.2.2"],
     },
@@ -55,6 +57,7 @@ setup(
         "console_scripts": [
             "clas-client=clas_system.client.cli.main:main",
             "clas-gallery=clas_system.gallery_cli:main",
+            "clas-quantize=clas_system.quantize_cli:main",
         ]
     },
 )

@@ -7,6 +7,15 @@ import tempfile
 from ..errors import ModelError
 
 PADDLE_MODEL_STEMS = ("inference", "model")
+OPENVINO_IR = "model.xml"  # clas-quantize's INT8 folders
+
+
+def openvino_ir(model_path):
+    """The OpenVINO IR file a model path names (an .xml file, or a folder holding model.xml), or None."""
+    if os.path.isfile(model_path):
+        return model_path if model_path.endswith(".xml") else None
+    ir = os.path.join(model_path, OPENVINO_IR)
+    return ir if os.path.isfile(ir) else None
 
 
 def paddle_model_files(model_dir):
@@ -21,6 +30,15 @@ def paddle_model_files(model_dir):
                 return program_path, params_path
     raise ModelError(f"{model_dir}: not a Paddle inference model folder: expected inference.pdmodel "
                      f"(or inference.json) with inference.pdiparams")
+
+
+def is_quantized_ir(model_path):
+    """Whether the model is an OpenVINO IR with INT8 (FakeQuantize) layers."""
+    ir = openvino_ir(model_path)
+    if ir is None:
+        return False
+    with open(ir, encoding="utf-8", errors="replace") as f:
+        return 'type="FakeQuantize"' in f.read()
 
 
 def file_sha256(path):

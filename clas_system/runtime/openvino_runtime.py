@@ -10,15 +10,18 @@ runs one batch at a time per process, so one stream (LATENCY) with all `cpu_thre
 import os
 
 from ..errors import ModelError
-from .model_files import paddle_model_files
+from .model_files import openvino_ir, paddle_model_files
 
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
 
 
 def program_file(model_path):
-    """The file OpenVINO reads: the .onnx file, or a Paddle folder's .pdmodel program."""
+    """The file OpenVINO reads: the .onnx or .xml file, an IR folder's model.xml, or a Paddle
+    folder's .pdmodel program."""
     if os.path.isfile(model_path):
         return model_path
+    if openvino_ir(model_path):
+        return openvino_ir(model_path)
     program, _weights = paddle_model_files(model_path)
     if program.endswith(".json"):
         raise ModelError(f"{program}: OpenVINO cannot read Paddle 3's PIR programs (inference.json); "

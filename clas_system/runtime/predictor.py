@@ -3,7 +3,8 @@ loaded lazily in each process, and `ImageModel`, a predictor together with the p
 that feeds it.
 
 A model is a Paddle inference folder (inference.pdmodel + inference.pdiparams, or Paddle 3's
-inference.json + inference.pdiparams; PaddleDetection's model.* names too) or an .onnx file.
+inference.json + inference.pdiparams; PaddleDetection's model.* names too), an .onnx file, or an
+OpenVINO IR (an .xml file, or a folder holding model.xml: what clas-quantize writes).
 
 `backend: auto` (measured on a 2-core CPU, see docs/models.md#backends): on CPU, OpenVINO for .onnx files and
 .pdmodel folders (it releases the GIL, and needed a quarter of Paddle Inference's CPU time per
@@ -23,7 +24,7 @@ import numpy as np
 from .. import hooks
 from ..errors import ModelError
 from ..ops.preprocess import build_pipeline
-from .model_files import paddle_model_files
+from .model_files import openvino_ir, paddle_model_files
 from .onnx_runtime import OnnxPredictor
 from .openvino_runtime import OpenVinoPredictor, program_file
 from .paddle_inference import PaddlePredictor
@@ -37,6 +38,8 @@ SERVING_PROCESSES_ENV = "CLAS_SYSTEM_SERVING_PROCESSES"
 
 def auto_backend(model_path, params):
     """The backend `auto` picks for this model and device (the rule in the module docstring)."""
+    if openvino_ir(model_path):
+        return "openvino"
     is_onnx = os.path.isfile(model_path)
     if params.use_gpu:
         return "onnxruntime" if is_onnx else "paddle"
@@ -50,6 +53,9 @@ def auto_backend(model_path, params):
 def choose_backend(model_path, params):
     """'paddle', 'onnxruntime' or 'openvino' for this model, checked against the files and device."""
     backend = auto_backend(model_path, params) if params.backend == "auto" else params.backend
+    if openvino_ir(model_path) and backend != "openvino":
+        raise ModelError(f"{model_path}: an OpenVINO IR (clas-quantize's INT8 models) runs on backend 'openvino' "
+                         f"(on CPU), not {backend!r}")
     if params.cpu_precision == "bf16" and backend != "openvino":
         raise ModelError(f"cpu_precision {params.cpu_precision!r} needs backend 'openvino' (this model runs on {backend})")
     if backend == "onnxruntime":
@@ -146,7 +152,7 @@ class LazyPredictor:
         try:
             predictor = self._create(image_input, precision)
         except ModelError as err:
-            if self._params.backend != "auto" or self.backend != "openvino":
+            if self._params.backend != "auto" or self.backend != "openvino" or openvino_ir(self.model_path):
                 raise
             # auto only: a model OpenVINO cannot convert still runs, on the runtime made for it.
             self.backend = "onnxruntime" if os.path.isfile(self.model_path) else "paddle"
@@ -159,7 +165,7 @@ class LazyPredictor:
                  ", uint8 image input normalised in the graph" if image_input else "")
         if self.precision is None and self._params.cpu_precision != "auto":
             self._chosen(PrecisionChoice(self._params.cpu_precision, "setting"))
-        elif self.precision is None and len(candidate_precisions(self.backend)) == 1:
+        elif self.precision is None and len(candidate_precisions(self.backend, self.model_path)) == 1:
             self._chosen(PrecisionChoice("fp32", "only candidate"))
         return predictor
 
@@ -170,7 +176,8 @@ class LazyPredictor:
     def _measured(self, image_input, feeds):
         """auto: the fastest of this graph at each candidate precision on `feeds`; kept for this process."""
         predictors = {"fp32": self._loaded_models[image_input]}
-        predictors.update({p: self._create(image_input, p) for p in candidate_precisions(self.backend) if p != "fp32"})
+        others = [p for p in candidate_precisions(self.backend, self.model_path) if p != "fp32"]
+        predictors.update({p: self._create(image_input, p) for p in others})
         rows = len(next(iter(feeds.values())))
         precision, choice = measured_choice(predictors, feeds, max(rows, self._max_batch_size))
         self._chosen(choice)
