@@ -6,6 +6,7 @@ from ..gallery.request_ids import answered_once, check_request_id
 from .fields import image_list, string_list
 
 EXACT_COPY = 0.99  # the same image embedded again (batched differently, bf16) scores above this
+NEAREST = 10  # hits looked at per image: copies of one image may sit under other labels too
 
 
 def add_once(recognizer, request, add_images):
@@ -21,7 +22,7 @@ def items_already_added(recognizer, request):
         return None  # the add itself says what is wrong
     images = image_list(request, recognizer.settings.serving)
     labels = string_list(request, "labels", len(images))
-    hits = recognizer.gallery.search(recognizer.embed_images(recognizer.decode_all(images)), 1)
-    if all(found and found[0].label == label and found[0].score >= EXACT_COPY for found, label in zip(hits, labels)):
-        return {"ids": [found[0].id for found in hits]}
-    return None
+    hits = recognizer.gallery.search(recognizer.embed_images(recognizer.decode_all(images)), NEAREST)
+    ids = [next((hit.id for hit in found if hit.label == label and hit.score >= EXACT_COPY), None)
+           for found, label in zip(hits, labels)]
+    return None if None in ids else {"ids": ids}
