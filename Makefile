@@ -6,8 +6,8 @@ PORT ?= 8866
 MODULE ?= clas_system
 HUB_MODULES := $(wildcard hubmodules/*)
 # Debian packages the tests and the bench use: a load generator, a browser for the page
-# tests, a font with Chinese glyphs for result pictures.
-SYSTEM_PACKAGES := wrk chromium fonts-wqy-microhei
+# tests, a font with Chinese glyphs for result pictures, a load balancer for the replica drill.
+SYSTEM_PACKAGES := wrk chromium fonts-wqy-microhei nginx
 # The suite without the tests that start servers, a browser or Milvus, or take long on their own.
 FAST_TESTS := not (e2e or browser or milvus or slow)
 

@@ -134,11 +134,12 @@ class HubServer:
 
 
 def launch_hub_server(hub_home, workdir, modules=None, command=None, use_multiprocess=False, workers=2,
-                      hub=HUB, env=None, cwd=None, config=None):
-    """Start `hub serving start` on a free loopback port: with -c config.json for `modules`
-    ({name: init_args}) or a whole `config` (its port replaced), or as `command` (its "{port}"
-    replaced), e.g. user_command("clas_system"). Returns at once (see wait_ready)."""
-    port = free_port()
+                      hub=HUB, env=None, cwd=None, config=None, port=None):
+    """Start `hub serving start` on a free loopback port (or `port`, e.g. a replica restarted where
+    its balancer expects it): with -c config.json for `modules` ({name: init_args}) or a whole
+    `config` (its port replaced), or as `command` (its "{port}" replaced), e.g.
+    user_command("clas_system"). Returns at once (see wait_ready); the log is appended to."""
+    port = port or free_port()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if command is None:
@@ -149,7 +150,7 @@ def launch_hub_server(hub_home, workdir, modules=None, command=None, use_multipr
     else:
         command = [part.replace("{port}", str(port)) for part in command]
     log_path = workdir / f"server_{port}.log"
-    with open(log_path, "w") as log:
+    with open(log_path, "a") as log:
         proc = subprocess.Popen([hub, *command], env=env or hub_env(hub_home), stdout=log, stderr=subprocess.STDOUT,
                                 cwd=cwd or workdir, start_new_session=True)
     return HubServer(proc, port, log_path)
