@@ -1,11 +1,14 @@
-"""Open-set recognition, served: `python -m bench.openset_bench [--data DIR]`.
+"""Open-set recognition, served: `python -m bench.openset_bench [--data DIR] [--held-out N]`.
 
 The decision users get: for each pipeline, rec_system is started with `hub serving start`, its
 gallery is filled over HTTP from DIR/gallery/<label>/*, and every photo of DIR/query_known/<label>/
 and DIR/query_unknown/ is recognised. A query counts as recognised when its best region scores
-at least the pipeline's own default score_thres (the request asks with score_thres -1 so that the
-scores of rejected queries are seen too). Per pipeline, overall and per part of the set (labels
-named `ukb-*` are instance-level objects, the others product classes):
+at least the threshold (the request asks with score_thres -1 so that the scores of rejected
+queries are seen too). A pipeline whose gallery calibrates itself (target_false_accept) is
+reported twice from the same answers: at the threshold the gallery worked out (read from the
+gallery's stats once it is up to date, with the calibration's estimated rates beside the
+measured ones) and at its fixed fallback score_thres. Per pipeline, overall and per part of the
+set (labels named `ukb-*` are instance-level objects, the others product classes):
 
   known right     known queries given their own label at the default threshold
   unknown reject  unknown queries with no recognised region at the default threshold
@@ -17,12 +20,18 @@ named `ukb-*` are instance-level objects, the others product classes):
   95 % at         the lowest threshold that rejects at least 95 % of the unknowns, and the known
                   share it keeps
 
-Prints a markdown table, writes bench/results/openset.json and openset_curve.png (both rates
+--held-out N checks the estimate on labels it was not fitted on: N times, the labels are split in
+halves (seeded, each part of the set halved); each half in turn is the whole gallery, calibrated on
+itself, and is asked its own known queries, the other half's known queries (unknown siblings: they
+must be rejected) and the unknown photos.
+
+Prints markdown tables, writes bench/results/openset.json and openset_curve.png (both rates
 against the threshold, one colour per pipeline).
 """
 import argparse
 import json
 import tempfile
+import time
 from pathlib import Path
 
 import cv2
@@ -105,26 +114,62 @@ def figures(known, unknown, threshold):
     return result, curve
 
 
+def fill_gallery(server, gallery):
+    client = Client(server.url)
+    for start in range(0, len(gallery), BATCH):
+        chunk = gallery[start:start + BATCH]
+        client.gallery("add", images=[str(p) for p, _ in chunk], labels=[label for _, label in chunk])
+
+
+def settled_calibration(server, timeout_s=300.0):
+    """The served gallery's calibration once it is worked out for the gallery as it is now
+    (stats' "calibration"; a fixed threshold's at once)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        calibration = server.post("rec_system", {"gallery": "stats"})["results"]["stats"]["calibration"]
+        if calibration.get("up_to_date", True) or time.monotonic() > deadline:
+            return calibration
+        time.sleep(1.0)
+
+
+def scored_answers(server, known, unknown):
+    """([(right label?, score, label)] of the known queries, [score] of the unknown ones)."""
+    known_answers = recognise_all(server, [p for p, _ in known])
+    unknown_answers = recognise_all(server, unknown)
+    return ([(label == got, score, label) for (_, label), (got, score) in zip(known, known_answers)],
+            [score for _, score in unknown_answers])
+
+
+def threshold_rows(name, calibration, fixed, scored, unknown_scores):
+    """The report of one pipeline's answers at each of its thresholds, with the curve."""
+    thresholds = [("fixed", fixed)]
+    if calibration.get("calibrated"):
+        thresholds.insert(0, ("self-calibrated", calibration["score_thres"]))
+    rows, curve = [], None
+    for kind, threshold in thresholds:
+        overall, curve = figures([(ok, s) for ok, s, _ in scored], unknown_scores, threshold)
+        parts = {p: figures([(ok, s) for ok, s, label in scored if part(label) == p], unknown_scores,
+                            threshold)[0] for p in sorted({part(label) for _, _, label in scored})}
+        estimate = calibration if kind == "self-calibrated" else {}
+        rows.append({"pipeline": name, "threshold": kind, "score_thres": threshold, **overall, "parts": parts,
+                     "estimated_false_accept": estimate.get("estimated_false_accept"),
+                     "estimated_known_right": estimate.get("estimated_known_right")})
+    return rows, curve
+
+
 def run_pipeline(name, init_args, data_set, scratch):
     gallery, known, unknown = data_set
-    threshold = load_recognition_settings({}, {**init_args, "index_dir": str(scratch / "settings")}).score_thres
+    fixed = load_recognition_settings({}, {**init_args, "index_dir": str(scratch / "settings")}).score_thres
     server = start_hub_server(scratch / "hub_home", scratch, timeout_s=600, modules={"rec_system": {
         "host": "127.0.0.1", "index_dir": str(scratch / name.replace(" ", "_")), **init_args}})
     try:
-        client = Client(server.url)
-        for start in range(0, len(gallery), BATCH):
-            chunk = gallery[start:start + BATCH]
-            client.gallery("add", images=[str(p) for p, _ in chunk], labels=[label for _, label in chunk])
-        known_answers = recognise_all(server, [p for p, _ in known])
-        unknown_answers = recognise_all(server, unknown)
+        fill_gallery(server, gallery)
+        calibration = settled_calibration(server)
+        scored, unknown_scores = scored_answers(server, known, unknown)
     finally:
         server.stop()
-    scored = [(label == got, score, label) for (_, label), (got, score) in zip(known, known_answers)]
-    unknown_scores = [score for _, score in unknown_answers]
-    overall, curve = figures([(ok, s) for ok, s, _ in scored], unknown_scores, threshold)
-    parts = {p: figures([(ok, s) for ok, s, label in scored if part(label) == p], unknown_scores, threshold)[0]
-             for p in sorted({part(label) for _, label in known})}
-    return {"pipeline": name, "init_args": init_args, "score_thres": threshold, **overall, "parts": parts}, curve
+    rows, curve = threshold_rows(name, calibration, fixed, scored, unknown_scores)
+    return [{**row, "init_args": init_args, "calibration": calibration} for row in rows], curve
 
 
 def draw_curves(curves, path):
@@ -150,19 +195,93 @@ def draw_curves(curves, path):
     cv2.imwrite(str(path), canvas)
 
 
+def rate(value):
+    return "-" if value is None else f"{value:.3f}"
+
+
 def table(rows):
-    lines = ["| pipeline | part | score_thres | known right | unknown rejected | closed top-1 | AUROC | "
-             "balanced at | 95 % rejected at (known right) |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| pipeline | threshold | part | score_thres | known right (estimated) | unknown rejected "
+             "(estimated false accept) | closed top-1 | AUROC | balanced at | 95 % rejected at (known right) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         for part_name, figure in [("all", row), *row["parts"].items()]:
             balanced = (f"{figure['balanced_threshold']:.3f} ({figure['balanced'][0]:.3f} / "
                         f"{figure['balanced'][1]:.3f})" if "balanced" in figure else "-")
             strict = (f"{figure['threshold_95']:.3f} ({figure['known_right_95']:.3f})"
                       if "threshold_95" in figure else "-")
-            lines.append(f"| {row['pipeline']} | {part_name} ({figure['known']} known) | {row['score_thres']} | "
-                         f"{figure['known_right']:.3f} | {figure['unknown_rejected']:.3f} | "
-                         f"{figure['closed_top1']:.3f} | {figure['auroc'] or float('nan'):.3f} | {balanced} | "
-                         f"{strict} |")
+            known, rejected = f"{figure['known_right']:.3f}", f"{figure['unknown_rejected']:.3f}"
+            if part_name == "all" and row["estimated_false_accept"] is not None:
+                known += f" ({rate(row['estimated_known_right'])})"
+                rejected += f" ({rate(row['estimated_false_accept'])})"
+            lines.append(f"| {row['pipeline']} | {row['threshold']} | {part_name} ({figure['known']} known) | "
+                         f"{row['score_thres']:.4f} | {known} | {rejected} | {figure['closed_top1']:.3f} | "
+                         f"{figure['auroc'] or float('nan'):.3f} | {balanced} | {strict} |")
+    return "\n".join(lines)
+
+
+def split_labels(labels, seed):
+    """Two halves of `labels`, each part of the set halved (seeded)."""
+    rng = np.random.default_rng(seed)
+    halves = ([], [])
+    for part_name in sorted({part(label) for label in labels}):
+        members = sorted(label for label in labels if part(label) == part_name)
+        rng.shuffle(members)
+        for index, label in enumerate(members):
+            halves[(index + seed) % 2].append(label)
+    return halves
+
+
+def held_out_row(split, half, calibration, scored, siblings, unknown_scores):
+    threshold = calibration["score_thres"]
+    return {"split": split, "gallery": half, "calibrated": calibration["calibrated"], "score_thres": threshold,
+            "estimated_false_accept": calibration.get("estimated_false_accept"),
+            "estimated_known_right": calibration.get("estimated_known_right"),
+            "known_right": rates([(ok, s) for ok, s, _ in scored], [], threshold)[0],
+            "held_out_labels_accepted": float(np.mean([s >= threshold for s in siblings])),
+            "unknown_photos_accepted": float(np.mean([s >= threshold for s in unknown_scores])),
+            "known": len(scored), "held_out_queries": len(siblings), "unknown": len(unknown_scores)}
+
+
+def run_held_out(data_set, splits, scratch):
+    """The default pipeline's calibration checked on labels it was not fitted on (module docstring)."""
+    gallery, known, unknown = data_set
+    server = start_hub_server(scratch / "hub_home", scratch, timeout_s=600, modules={"rec_system": {
+        "host": "127.0.0.1", "index_dir": str(scratch / "held_out")}})
+    rows = []
+    try:
+        for split in range(splits):
+            for half, labels in zip("AB", split_labels(sorted({label for _, label in gallery}), split)):
+                Client(server.url).gallery("remove", labels=sorted({label for _, label in gallery}))
+                fill_gallery(server, [(p, label) for p, label in gallery if label in labels])
+                calibration = settled_calibration(server)
+                scored, unknown_scores = scored_answers(server, [(p, label) for p, label in known if label in labels],
+                                                        unknown)
+                siblings = scored_answers(server, [], [p for p, label in known if label not in labels])[1]
+                rows.append(held_out_row(split, half, calibration, scored, siblings, unknown_scores))
+                print(f"held out {split}{half}: {json.dumps(rows[-1])}", flush=True)
+    finally:
+        server.stop()
+    return rows
+
+
+def held_out_table(rows):
+    lines = ["| split | gallery half | score_thres | estimated false accept | held-out labels' queries accepted | "
+             "unknown photos accepted | estimated known right | known right |", "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row['split']} | {row['gallery']} | {row['score_thres']:.4f}"
+                     f"{'' if row['calibrated'] else ' (fallback)'} | {rate(row['estimated_false_accept'])} | "
+                     f"{row['held_out_labels_accepted']:.3f} ({row['held_out_queries']}) | "
+                     f"{row['unknown_photos_accepted']:.3f} ({row['unknown']}) | "
+                     f"{rate(row['estimated_known_right'])} | {row['known_right']:.3f} ({row['known']}) |")
+    calibrated = [row for row in rows if row["calibrated"]]
+    if calibrated:
+        def mean(key):
+            values = [row[key] for row in calibrated if row[key] is not None]
+            return float(np.mean(values)) if values else float("nan")
+        lines.append(f"| mean | {len(calibrated)} calibrated | {mean('score_thres'):.4f} | "
+                     f"{mean('estimated_false_accept'):.3f} | {mean('held_out_labels_accepted'):.3f} | "
+                     f"{mean('unknown_photos_accepted'):.3f} | {mean('estimated_known_right'):.3f} | "
+                     f"{mean('known_right'):.3f} |")
     return "\n".join(lines)
 
 
@@ -173,6 +292,8 @@ def main(argv=None):
     parser.add_argument("--pipelines", default=",".join(PIPELINES), help=f"of {', '.join(PIPELINES)}")
     parser.add_argument("--per-label", type=int, default=None, help="at most this many photos per label")
     parser.add_argument("--unknown", type=int, default=None, help="at most this many unknown queries")
+    parser.add_argument("--held-out", type=int, default=0, metavar="N",
+                        help="also N label splits: each half calibrated on itself, asked the other half's queries")
     parser.add_argument("--out", default=str(RESULTS), help="folder for openset.json and openset_curve.png")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.pipelines.split(",") if n.strip()]
@@ -180,21 +301,28 @@ def main(argv=None):
     if unknown_names:
         parser.error(f"unknown pipeline(s) {', '.join(unknown_names)}; known: {', '.join(PIPELINES)}")
     data_set = read_set(Path(args.data), args.per_label, args.unknown)
-    rows, curves = [], {}
+    rows, curves, held_out = [], {}, []
     with tempfile.TemporaryDirectory(prefix="openset_") as scratch:
         scratch = Path(scratch)
         install_hub_modules(scratch / "hub_home", [HUB_MODULES / "rec_system"])
         for name in names:
-            row, curves[name] = run_pipeline(name, PIPELINES[name], data_set, scratch)
-            rows.append(row)
-            print(f"{name}: known right {row['known_right']:.3f}, unknown rejected {row['unknown_rejected']:.3f}",
-                  flush=True)
+            pipeline_rows, curves[name] = run_pipeline(name, PIPELINES[name], data_set, scratch)
+            rows += pipeline_rows
+            for row in pipeline_rows:
+                print(f"{name} ({row['threshold']} {row['score_thres']:.4f}): known right {row['known_right']:.3f}, "
+                      f"unknown rejected {row['unknown_rejected']:.3f}", flush=True)
+        if args.held_out:
+            held_out = run_held_out(data_set, args.held_out, scratch)
     print(f"\n{args.data}: {len(data_set[0])} gallery photos, {len(data_set[1])} known and "
           f"{len(data_set[2])} unknown queries\n")
     print(table(rows))
+    if held_out:
+        print("\nHeld-out labels: each half of the labels calibrated on itself, asked the other half's\n")
+        print(held_out_table(held_out))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "openset.json").write_text(json.dumps({"data": args.data, "results": rows}, indent=2) + "\n")
+    (out / "openset.json").write_text(json.dumps({"data": args.data, "results": rows, "held_out": held_out},
+                                                 indent=2) + "\n")
     draw_curves(curves, out / "openset_curve.png")
 
 

@@ -3,6 +3,7 @@ PaddleClas's index format (vector.index + id_map.pkl, see gallery.paddleclas_ind
 
     clas-gallery build --data-file gallery_list.txt --image-root images/ --index-dir /srv/gallery
     clas-gallery stats --index-dir /srv/gallery
+    clas-gallery calibrate --index-dir /srv/gallery [--unknown DIR] [--plot curve.png]
     clas-gallery import --paddleclas-index drink_dataset_v2.0/index --index-dir /srv/gallery
     clas-gallery export --index-dir /srv/gallery --paddleclas-index exported/
     clas-gallery list | relabel | thumbnail | reembed ...   (curation_cli)
@@ -10,6 +11,9 @@ PaddleClas's index format (vector.index + id_map.pkl, see gallery.paddleclas_ind
 Features are made exactly as rec_system makes them: the same settings schema, read from a
 rec_system params.py (--params) and adjusted with --set KEY=VALUE (flat keys as in config.json's
 init_args, values as JSON), so the built gallery opens under `hub serving start -m rec_system`.
+`calibrate` prints the threshold a gallery sets itself (tasks.calibration) with its estimated
+rates; --unknown DIR adds photos that must be rejected (each recognised against the gallery as a
+query would be: one more impostor sample each), --plot draws the genuine and impostor curves.
 """
 import argparse
 import codecs
@@ -17,6 +21,8 @@ import json
 import runpy
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from params.gallery import INDEX_METHODS, MilvusSettings
 from params.recognition import load_recognition_settings
@@ -29,7 +35,11 @@ from .gallery import (create_faiss_gallery, gallery_exists, holds_faiss_gallery,
 from .gallery.migrate import migrate_between
 from .gallery.paddleclas_index import import_into_gallery, read_paddleclas_index, write_paddleclas_index
 from .gallery.startup import build_gallery
+from .tasks.calibration import COLUMNS, best_rows, decide, gallery_pairs
+from .tasks.calibration_plot import draw_calibration
+from .tasks.crowding import WEIGHT
 from .tasks.features import build_feature_extractor
+from .tasks.recognition import build_recognizer
 
 
 def parse_assignment(text):
@@ -59,7 +69,8 @@ def read_params_file(path):
 def settings_from_args(args):
     overrides = dict(args.set)
     flags = {"index_dir": args.index_dir, "data_file": getattr(args, "data_file", None),
-             "image_root": getattr(args, "image_root", None), "delimiter": getattr(args, "delimiter", None)}
+             "image_root": getattr(args, "image_root", None), "delimiter": getattr(args, "delimiter", None),
+             "target_false_accept": getattr(args, "target_false_accept", None)}
     overrides.update({key: value for key, value in flags.items() if value is not None})
     module_params = read_params_file(args.params) if args.params else {}
     return load_recognition_settings(module_params, overrides, where="clas-gallery")
@@ -128,6 +139,67 @@ def migrate(args):
     return migrate_between(args.index_dir, milvus, args.to, index_method=args.index_method)
 
 
+UNKNOWN_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+UNKNOWN_BATCH = 8
+
+
+def unknown_photos(folder):
+    paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in UNKNOWN_SUFFIXES)
+    if not paths:
+        raise ParamsError(f"clas-gallery calibrate: --unknown {folder} holds no photos "
+                          f"({', '.join(UNKNOWN_SUFFIXES)})")
+    return paths
+
+
+def unknown_rows(recognizer, paths, weight):
+    """Rows of photos that must be rejected, scored against the gallery as a query would be."""
+    rows = [np.empty((0, len(COLUMNS)))]
+    for start in range(0, len(paths), UNKNOWN_BATCH):
+        arrays = recognizer.decode_all([p.read_bytes() for p in paths[start:start + UNKNOWN_BATCH]])
+        rows.append(best_rows(recognizer.gallery, recognizer.crowding, weight, recognizer.region_vectors(arrays)))
+    return np.vstack(rows)
+
+
+def calibrate(args):
+    """The gallery's own threshold as rec_system works it out, with photos that must be rejected
+    (--unknown) as extra impostor samples; --plot draws the genuine and impostor curves."""
+    settings = settings_from_args(args)
+    target = settings.target_false_accept
+    if target is None:
+        raise ParamsError("clas-gallery calibrate: these settings keep a fixed score_thres (set, or a model or metric "
+                          "that does not calibrate); pass --target-false-accept to calibrate anyway")
+    if not gallery_exists(settings.gallery):
+        raise GalleryError(f"{settings.gallery.index_dir} holds no gallery")
+    recognizer = build_recognizer(settings)
+    weight = WEIGHT if recognizer.crowding is not None else 0.0
+    try:
+        extra = unknown_rows(recognizer, unknown_photos(args.unknown), weight) if args.unknown else \
+            np.empty((0, len(COLUMNS)))
+        pairs = gallery_pairs(recognizer.gallery, weight)
+        calibration = decide(pairs, target, settings.score_thres, extra)
+        if args.plot:
+            draw_calibration(pairs.genuine[:, 0], np.concatenate([pairs.impostor[:, 0], extra[:, 0]]),
+                             calibration.score_thres, settings.score_thres, args.plot)
+    finally:
+        recognizer.gallery.close()
+    return {**calibration.as_dict(), "plot": args.plot}
+
+
+def add_calibration_command(commands):
+    parser = commands.add_parser("calibrate", help="the threshold the gallery sets itself, its estimated rates, "
+                                                   "and the score curves")
+    parser.add_argument("--index-dir", required=True)
+    parser.add_argument("--target-false-accept", type=float, default=None,
+                        help="share of unknown siblings to accept (default: the settings', 0.05)")
+    parser.add_argument("--unknown", default=None, help="a folder of photos that must be rejected: extra "
+                                                        "impostor samples")
+    parser.add_argument("--plot", default=None, help="write the genuine/impostor curves to this PNG")
+    parser.add_argument("--params", default=None, help="a rec_system params.py to take settings from")
+    parser.add_argument("--set", action="append", type=parse_assignment, default=[], metavar="KEY=VALUE",
+                        help="a setting, as for build")
+    parser.set_defaults(run=calibrate)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="clas-gallery", description="Build or inspect a rec_system gallery.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -175,6 +247,7 @@ def main(argv=None):
     stats_parser.add_argument("--index-dir", required=True)
     stats_parser.set_defaults(run=stats)
     add_curation_commands(commands, settings_from_args, parse_assignment)
+    add_calibration_command(commands)
     args = parser.parse_args(argv)
     try:
         result = args.run(args)

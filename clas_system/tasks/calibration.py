@@ -37,6 +37,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from ..gallery.interface import MAX_LIST_LIMIT
 from .crowding import RERANK_K, SEARCH_K, crowding_of
 from .decision import Decision, TooFewSamples, fit_decision
 
@@ -93,13 +94,17 @@ def stable_key(value):
     return zlib.crc32(str(value).encode()), str(value)
 
 
-def catalogue(gallery, batch=4096):
-    """{label: [ids, increasing]} of every item in the gallery."""
+def catalogue(gallery, page=MAX_LIST_LIMIT):
+    """{label: [ids, increasing]} of every item in the gallery (listed a page at a time, no vectors)."""
     by_label = defaultdict(list)
-    for ids, _vectors, labels, _docs in gallery.items(batch):
-        for item_id, label in zip(np.asarray(ids).tolist(), labels):
-            by_label[label].append(int(item_id))
-    return {label: sorted(ids) for label, ids in by_label.items()}
+    after = None
+    while True:
+        items, _total = gallery.list_items(limit=page, after=after)
+        for item in items:
+            by_label[item.label].append(item.id)
+        if len(items) < page:
+            return {label: sorted(ids) for label, ids in by_label.items()}
+        after = items[-1].id
 
 
 def photo_queries(by_label, limit):
@@ -167,6 +172,21 @@ def crowding_searches(gallery, candidate_ids, queries, hits, count):
     own = [frozenset() for _ in candidate_ids]
     _vectors, own_hits = search_without(gallery, candidate_ids, own, SEARCH_K + deepest, count)
     return {item_id: found or [] for item_id, found in zip(candidate_ids, own_hits)}
+
+
+def best_rows(gallery, crowding, weight, region_vectors):
+    """Each image's best candidate over its regions' hits, as a row (COLUMNS), scored as the
+    recognizer scores it against the gallery as it is (`crowding`: a tasks.crowding.Crowding,
+    or None with weight 0); a NaN row for an image with no hit. Photos the gallery must not
+    recognise, scored so, are extra impostor rows."""
+    rows = []
+    for vectors in region_vectors:
+        hits = [hit for region_hits in gallery.search(vectors, RERANK_K) for hit in region_hits]
+        crowded = crowding.of_hits(hits) if crowding is not None and weight else {}
+        scored = [(hit.score - weight * crowded.get(hit.id, 0.0), hit.score, crowded.get(hit.id, 0.0))
+                  for hit in hits if not crowded or hit.id in crowded]
+        rows.append(max(scored) if scored else nan_row())
+    return np.array(rows, np.float64).reshape(-1, len(COLUMNS))
 
 
 def nan_row():

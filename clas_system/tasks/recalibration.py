@@ -51,11 +51,14 @@ class LiveCalibration:
         return self.fallback if latest is None else latest.score_thres
 
     def state(self):
-        latest = self.latest()
+        """The latest calibration as a dict, "up_to_date" when the gallery has not changed since."""
+        self._start_when_due()
+        with self._lock:
+            latest, revision = self._latest, self._revision
         if latest is None:
             return {"score_thres": self.fallback, "calibrated": False, "fallback": self.fallback,
-                    "target_false_accept": self.target_false_accept, "reason": "calibrating"}
-        return latest.as_dict()
+                    "target_false_accept": self.target_false_accept, "reason": "calibrating", "up_to_date": False}
+        return {**latest.as_dict(), "up_to_date": revision == self.gallery.revision()}
 
     def _due(self, revision, now):
         if self._running_in == os.getpid():
