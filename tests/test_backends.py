@@ -2,6 +2,7 @@
 graph, and each backend serving the real packaged models over HTTP."""
 import dataclasses
 import multiprocessing
+import os
 import threading
 
 import numpy as np
@@ -90,6 +91,16 @@ def test_openvino_runs_f32_unless_bf16_is_asked_for():
     else:
         with pytest.raises(ModelError, match="this CPU has no bf16 support"):
             create_predictor(settings.model_path, bf16)
+
+
+def test_openvino_pins_its_threads_only_when_they_take_every_cpu():
+    """Processes side by side, each with its share of the CPUs, must not all pin to the first cores."""
+    settings = load_classifier_settings({"preset": PULC, "predictor": {"cpu_threads": 1}})
+    cpus = len(os.sched_getaffinity(0))
+    every_cpu = dataclasses.replace(settings.predictor, cpu_threads=cpus)
+    assert create_predictor(settings.model_path, every_cpu).description.endswith(", pinned to cores")
+    if cpus > 1:
+        assert "pinned" not in create_predictor(settings.model_path, settings.predictor).description
 
 
 @pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])

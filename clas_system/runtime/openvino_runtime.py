@@ -6,6 +6,9 @@ Precision is set explicitly: OpenVINO otherwise runs bf16 on CPUs that have it, 
 the PULC model's probabilities by up to 9e-3. `cpu_precision: auto` is chosen by timing in
 LazyPredictor (runtime/precision.py); a predictor made on its own runs auto as fp32. The server
 runs one batch at a time per process, so one stream (LATENCY) with all `cpu_threads` on that batch.
+Its threads are pinned to cores only when they are all the CPUs the process may use: OpenVINO
+pins each process's threads to the first cores, so gunicorn workers or servers side by side, each
+with its share, would all run on the same cores.
 """
 import os
 
@@ -13,6 +16,12 @@ from ..errors import ModelError
 from .model_files import openvino_ir, paddle_model_files
 
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
+
+
+def pins_threads(threads):
+    """Whether `threads` inference threads are pinned to cores: only when they take every CPU this
+    process may run on (the module docstring says why)."""
+    return threads >= len(os.sched_getaffinity(0))
 
 
 def program_file(model_path):
@@ -68,13 +77,15 @@ class OpenVinoPredictor:
                 "INFERENCE_NUM_THREADS": params.cpu_threads,
                 "PERFORMANCE_HINT": "LATENCY",
                 "NUM_STREAMS": 1,
+                "ENABLE_CPU_PINNING": pins_threads(params.cpu_threads),
             })
         except RuntimeError as err:  # OpenVINO reports every read/convert/compile failure so
             raise ModelError(f"{program}: OpenVINO could not load the model: {err}") from err
         self._request = self._compiled.create_infer_request()
         compiled = self._compiled.get_property
         self.description = (f"OpenVINO {ov.get_version().split('-')[0]} CPU, {compiled('INFERENCE_PRECISION_HINT').to_string()}, "
-                            f"{compiled('INFERENCE_NUM_THREADS')} threads, {compiled('NUM_STREAMS')} stream")
+                            f"{compiled('INFERENCE_NUM_THREADS')} threads, {compiled('NUM_STREAMS')} stream"
+                            f"{', pinned to cores' if compiled('ENABLE_CPU_PINNING') else ''}")
         self.input_names = tuple(i.get_any_name() for i in self._compiled.inputs)
         self.output_names = tuple(o.get_any_name() for o in self._compiled.outputs)
 
