@@ -27,8 +27,8 @@ to say about a pair (local-feature inliers, colour) add columns from the pair's 
 
 The cost is bounded whatever the gallery's size: at most MAX_GENUINE_QUERIES photos and
 MAX_IMPOSTOR_LABELS labels (MAX_QUERIES_PER_LABEL photos each) are held out, chosen by a hash of
-their ids and labels (the same sample in every process), and everything is two batched gallery
-searches, so it runs alike on faiss and Milvus.
+their ids and labels (the same sample in every process), and everything is gallery searches of
+SEARCH_CHUNK queries at a time (requests' searches go between them), alike on faiss and Milvus.
 """
 import dataclasses
 import zlib
@@ -42,10 +42,11 @@ from .crowding import RERANK_K, SEARCH_K, crowding_of
 from .decision import Decision, TooFewSamples, fit_decision
 
 COLUMNS = ("score", "similarity", "crowding")
-MAX_GENUINE_QUERIES = 400
-MAX_IMPOSTOR_LABELS = 200
+MAX_GENUINE_QUERIES = 300
+MAX_IMPOSTOR_LABELS = 150
 MAX_QUERIES_PER_LABEL = 3
 MAX_LABEL_ITEMS = 1000  # a label with more items than this is not held out whole (search depth)
+SEARCH_CHUNK = 8  # queries per gallery search: requests' searches take turns with calibration's
 MIN_LABELS = 5  # fewer labels: the gallery is too small to say; its fallback threshold is used
 
 
@@ -132,7 +133,9 @@ def search_without(gallery, query_ids, removed, depth, count):
     if not present:
         return vectors, [None] * len(query_ids)
     k = min(depth + max(len(removed[i]) for i in present), count)
-    found = gallery.search(np.stack([vectors[query_ids[i]] for i in present]), k)
+    queries = np.stack([vectors[query_ids[i]] for i in present])
+    found = [hits for start in range(0, len(queries), SEARCH_CHUNK)  # the gallery is free between chunks
+             for hits in gallery.search(queries[start:start + SEARCH_CHUNK], k)]
     hits = [None] * len(query_ids)
     for i, query_hits in zip(present, found):
         hits[i] = [hit for hit in query_hits if hit.id not in removed[i]][:depth]

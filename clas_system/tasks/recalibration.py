@@ -6,9 +6,11 @@ background thread, never on a request's path.
     live.state()        # what stats, /ready and /metrics report
 
 The first call starts the first calibration; after that a call starts another when the
-gallery's revision has moved (at most once every MIN_INTERVAL_S), or when the latest is older
-than MAX_AGE_S (a Milvus gallery's revision does not move for other servers' changes). The cost
-is bounded by tasks.calibration's sample caps. Each process (each gunicorn worker) works out its
+gallery's revision has moved, or when the latest is older than MAX_AGE_S (a Milvus gallery's
+revision does not move for other servers' changes), but never sooner than MIN_INTERVAL_S after
+the last one started, nor sooner than its duration / BUSY_SHARE: a gallery that keeps changing
+costs calibrating at most a tenth of one core. Each one's cost is bounded by tasks.calibration's
+sample caps. Each process (each gunicorn worker) works out its
 own; the sample and the arithmetic are deterministic, so processes seeing the same gallery agree.
 A calibration that fails (a gallery briefly unavailable) keeps the previous one and is retried
 on the next call after MIN_INTERVAL_S.
@@ -24,6 +26,7 @@ from .calibration import calibrate
 log = logging.getLogger("clas_system")
 
 MIN_INTERVAL_S = 5.0
+BUSY_SHARE = 0.1  # calibrations start at most this share of the time apart of how long the last one took
 MAX_AGE_S = 300.0
 
 
@@ -39,6 +42,7 @@ class LiveCalibration:
         self._revision = None  # the gallery revision the latest was worked out at
         self._done_at = None
         self._started_at = None
+        self._last_seconds = 0.0  # how long the last calibration took
         self._running_in = None  # pid of the process whose thread is calibrating
 
     def latest(self):
@@ -63,7 +67,8 @@ class LiveCalibration:
     def _due(self, revision, now):
         if self._running_in == os.getpid():
             return False
-        if self._started_at is not None and now - self._started_at < MIN_INTERVAL_S:
+        if self._started_at is not None and now - self._started_at < max(MIN_INTERVAL_S,
+                                                                          self._last_seconds / BUSY_SHARE):
             return False
         return self._latest is None or revision != self._revision or now - self._done_at > MAX_AGE_S
 
@@ -88,7 +93,7 @@ class LiveCalibration:
             return
         finally:
             with self._lock:
-                self._running_in = None
+                self._running_in, self._last_seconds = None, time.perf_counter() - started
         log.info("gallery threshold %.4f (%s) from %d items in %.2f s", calibration.score_thres,
                  "calibrated" if calibration.calibrated else calibration.reason, calibration.items,
                  time.perf_counter() - started)
