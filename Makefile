@@ -57,6 +57,7 @@ test-fast: install
 bench: install system-packages
 	$(PY) -m bench.run $(BENCH_ARGS)
 	$(PY) -m bench.openset_bench
+	$(PY) -m bench.precision_bench
 
 clean:
 	rm -rf $(VENV) .venv-paddleclas *.egg-info

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import requests
 
+from clas_system.errors import ModelError
 from clas_system.ops.decode import decode_image
 from clas_system.runtime.precision import (MAX_TIMED_RUNS, MIN_TIMED_RUNS, candidate_precisions,
                                            fastest_batch_seconds, serving_batch)
@@ -114,3 +115,12 @@ def test_served_fp32_setting_is_reported_as_the_setting(server_factory):
     ready = requests.get(f"{server.url}/ready", timeout=30).json()
     described = list(ready["modules"]["clas_system"]["models"].values())
     assert described == [{"precision": "fp32", "chosen_by": "setting"}]
+
+
+@pytest.mark.parametrize("predictor, message", [
+    ({"cpu_precision": "fp32", "int8_model_dir": "/tmp"}, "int8_model_dir is a candidate of cpu_precision 'auto' only"),
+    ({"cpu_precision": "auto", "int8_model_dir": "/tmp"}, "int8_model_dir: /tmp is not an OpenVINO IR"),
+])
+def test_an_int8_candidate_that_cannot_be_timed_is_refused_at_start_up(predictor, message):
+    with pytest.raises(ModelError, match=message):
+        build_classifier(load_classifier_settings({"preset": "text_image_orientation", "predictor": predictor}))

@@ -95,3 +95,13 @@ def test_bad_arguments_name_the_problem(tmp_path, args, message):
 def test_a_folder_without_images_is_named(tmp_path):
     done = clas_quantize("--preset", PULC, "--images", tmp_path, "--output", tmp_path / "out")
     assert done.returncode == 1 and f"{tmp_path}: no images" in done.stderr
+
+
+def test_auto_times_an_int8_model_beside_fp32_and_bf16(int8_pulc):
+    engine = build_classifier(load_classifier_settings({"preset": PULC, "predictor": {
+        "cpu_precision": "auto", "int8_model_dir": str(int8_pulc)}}))
+    images = [open(path, "rb").read() for path in shared_files()[:4]]
+    engine.classify(images)
+    choice = engine.predictor.precision
+    assert choice.chosen_by == "measured" and {"fp32", "int8"} <= set(choice.batch_ms)
+    assert choice.batch_ms[choice.precision] == min(choice.batch_ms.values())

@@ -86,6 +86,22 @@ def choose_backend(model_path, params):
     return backend
 
 
+def int8_candidate(params, backend):
+    """int8_model_dir's IR file, checked: timed beside fp32 and bf16 under cpu_precision auto."""
+    if params.int8_model_dir is None:
+        return None
+    if params.cpu_precision != "auto":
+        raise ModelError(f"int8_model_dir is a candidate of cpu_precision 'auto' only (cpu_precision is "
+                         f"{params.cpu_precision!r}); set it to auto, or serve the INT8 model as model_dir")
+    if backend != "openvino":
+        raise ModelError(f"int8_model_dir needs backend 'openvino' (this model runs on {backend})")
+    ir = openvino_ir(os.path.expanduser(params.int8_model_dir))
+    if ir is None:
+        raise ModelError(f"int8_model_dir: {params.int8_model_dir} is not an OpenVINO IR (.xml, or a folder "
+                         f"holding model.xml, as clas-quantize writes)")
+    return ir
+
+
 BACKEND_CLASSES = {"openvino": OpenVinoPredictor, "onnxruntime": OnnxPredictor, "paddle": PaddlePredictor}
 
 
@@ -128,6 +144,7 @@ class LazyPredictor:
         self._owner_pid = None
         self._loaded_models = {}
         self.precision = None
+        self.int8_model = int8_candidate(params, self.backend)
 
     @property
     def model_name(self):
@@ -165,18 +182,23 @@ class LazyPredictor:
                  ", uint8 image input normalised in the graph" if image_input else "")
         if self.precision is None and self._params.cpu_precision != "auto":
             self._chosen(PrecisionChoice(self._params.cpu_precision, "setting"))
-        elif self.precision is None and len(candidate_precisions(self.backend, self.model_path)) == 1:
+        elif (self.precision is None and len(candidate_precisions(self.backend, self.model_path)) == 1
+              and self.int8_model is None):
             self._chosen(PrecisionChoice("fp32", "only candidate"))
         return predictor
 
     def _create(self, image_input, precision):
-        params = dataclasses.replace(self._params, cpu_precision="fp32" if precision == "auto" else precision)
-        return create_predictor(self.model_path, params, self._max_batch_size, image_input, self.backend)
+        """The predictor at `precision`; 'int8' is int8_model_dir's model with its float parts at fp32."""
+        hint = "fp32" if precision in ("auto", "int8") else precision
+        params = dataclasses.replace(self._params, cpu_precision=hint)
+        path = self.int8_model if precision == "int8" else self.model_path
+        return create_predictor(path, params, self._max_batch_size, image_input, self.backend)
 
     def _measured(self, image_input, feeds):
         """auto: the fastest of this graph at each candidate precision on `feeds`; kept for this process."""
         predictors = {"fp32": self._loaded_models[image_input]}
         others = [p for p in candidate_precisions(self.backend, self.model_path) if p != "fp32"]
+        others += ["int8"] if self.int8_model else []
         predictors.update({p: self._create(image_input, p) for p in others})
         rows = len(next(iter(feeds.values())))
         precision, choice = measured_choice(predictors, feeds, max(rows, self._max_batch_size))
