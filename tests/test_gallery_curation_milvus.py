@@ -75,3 +75,18 @@ def test_curation_over_http_on_milvus_with_two_servers(server_factory, milvus_ur
     assert first.recognize(image_path(COCO))[0][0]["rec_docs"] == "街景"
     assert first.gallery("remove", ids=[ids[0]])["removed"] == 1
     assert second.gallery("thumbnail", ids=[ids[0]])["thumbnails"] == [None]
+
+
+def test_review_queue_on_milvus(milvus_uri):
+    from clas_system.gallery import Hit
+    from clas_system.gallery.review import ReviewQueue
+    from params.gallery import CurationSettings
+    where = MilvusSettings(uri=milvus_uri, collection=f"c_{uuid.uuid4().hex[:12]}")
+    with create_milvus_gallery(where, DIM) as gallery, open_milvus_gallery(where) as other:
+        queue = ReviewQueue(gallery, CurationSettings(review_max=2))
+        keys = [queue.offer(np.full((50, 80, 3), 30 * i, np.uint8), Hit(1, "a", None, 0.2)) for i in range(3)]
+        entries, total = ReviewQueue(other, CurationSettings(review_max=2)).entries()
+        assert total == 2 and [e.id for e in entries] == keys[:0:-1] and entries[0].candidate["label"] == "a"
+        assert queue.region(keys[2])[:2] == b"\xff\xd8"
+        assert queue.dismiss(keys) == 2 and queue.entries()[1] == 0
+        gallery.drop()

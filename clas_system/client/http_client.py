@@ -116,4 +116,5 @@ class Client:
         if ids is not None:
             payload["ids"] = list(ids)
         return self.call(module or TASK_MODULES["recognize"], payload,
-                         idempotent=action in ("add", "search", "stats", "list", "thumbnail", "relabel"))
+                         idempotent=action in ("add", "search", "stats", "list", "thumbnail", "relabel", "review",
+                                               "dismiss"))

@@ -4,12 +4,18 @@
         -> {"items": [{"id", "label", "doc", "added_at"}], "total": n}   (id order; total: all matches)
     {"gallery": "thumbnail", "ids"} -> {"thumbnails": [base64 JPEG or null per id]}
     {"gallery": "relabel", "ids" | "labels", "label"} -> {"relabelled": n}
+    {"gallery": "review", "offset"?, "limit"?}
+        -> {"entries": [{"id", "at", "candidate": {"id", "label", "score"} | null, "thumbnail"}], "total": n,
+            "enabled": bool}   (newest first; gallery.review)
+    {"gallery": "enrol", "id", "label", "doc"?} -> {"ids": [new id]}   (the entry's region becomes an item)
+    {"gallery": "dismiss", "ids"} -> {"dismissed": n}
 """
 import base64
 
 from ..errors import BadRequest
 from ..gallery.interface import MAX_LIST_LIMIT
-from ..gallery.kept_images import THUMBNAIL
+from ..gallery.kept_images import THUMBNAIL, keep_images
+from ..gallery.review import MAX_PAGE, ReviewQueue
 from .fields import id_list, json_type, string_list
 
 MAX_THUMBNAILS = 200  # ids in one thumbnail request
@@ -37,7 +43,8 @@ def text_field(request, name):
     return value.strip()
 
 
-def list_request(gallery, request):
+def list_request(recognizer, request):
+    gallery = recognizer.gallery
     items, total = gallery.list_items(offset=count_field(request, "offset", 0, 0),
                                       limit=count_field(request, "limit", DEFAULT_LIMIT, 1, MAX_LIST_LIMIT),
                                       label=text_field(request, "label"), text=text_field(request, "query"),
@@ -45,17 +52,18 @@ def list_request(gallery, request):
     return {"items": [item._asdict() for item in items], "total": total}
 
 
-def thumbnail_request(gallery, request):
+def thumbnail_request(recognizer, request):
     if "ids" not in request:
         raise BadRequest.for_field("ids", "missing; send the gallery ids whose thumbnails you want")
     ids = id_list(request)
     if len(ids) > MAX_THUMBNAILS:
         raise BadRequest.for_field("ids", f"{len(ids)} ids, over the limit of {MAX_THUMBNAILS} per request")
     return {"thumbnails": [None if data is None else base64.b64encode(data).decode()
-                           for data in gallery.side.get(THUMBNAIL, ids)]}
+                           for data in recognizer.gallery.side.get(THUMBNAIL, ids)]}
 
 
-def relabel_request(gallery, request):
+def relabel_request(recognizer, request):
+    gallery = recognizer.gallery
     if ("ids" in request) == ("labels" in request):
         raise BadRequest("relabel: send either 'ids' or 'labels' (not both), and the new 'label'")
     label = text_field(request, "label")
@@ -66,8 +74,47 @@ def relabel_request(gallery, request):
     return {"relabelled": gallery.relabel(label, labels=string_list(request, "labels"))}
 
 
+def review_queue(recognizer):
+    return recognizer.review or ReviewQueue(recognizer.gallery, recognizer.settings.gallery.curation)
+
+
+def b64(data):
+    return None if data is None else base64.b64encode(data).decode()
+
+
+def review_request(recognizer, request):
+    queue = review_queue(recognizer)
+    entries, total = queue.entries(count_field(request, "offset", 0, 0),
+                                   count_field(request, "limit", DEFAULT_LIMIT, 1, MAX_PAGE))
+    return {"entries": [{"id": e.id, "at": e.at, "candidate": e.candidate, "thumbnail": b64(e.thumbnail)}
+                        for e in entries], "total": total, "enabled": queue.enabled}
+
+
+def enrol_request(recognizer, request):
+    entry = count_field(request, "id", None, 0)
+    label = text_field(request, "label")
+    if entry is None or label is None:
+        raise BadRequest("enrol: send the review entry's 'id' and the 'label' to enrol it under")
+    doc = text_field(request, "doc")
+    queue = review_queue(recognizer)
+    arrays = recognizer.decode_all([queue.region(entry)])
+    ids = recognizer.gallery.add(recognizer.embed_images(arrays), [label], [doc])
+    keep_images(recognizer.gallery, ids, arrays, recognizer.settings.gallery.curation)
+    queue.dismiss([entry])
+    return {"ids": ids}
+
+
+def dismiss_request(recognizer, request):
+    if "ids" not in request:
+        raise BadRequest.for_field("ids", "missing; send the review entries' ids")
+    return {"dismissed": review_queue(recognizer).dismiss(id_list(request))}
+
+
 CURATION_ACTIONS = {
     "list": (("gallery", "offset", "limit", "label", "query", "after"), list_request),
     "thumbnail": (("gallery", "ids"), thumbnail_request),
     "relabel": (("gallery", "ids", "labels", "label"), relabel_request),
+    "review": (("gallery", "offset", "limit"), review_request),
+    "enrol": (("gallery", "id", "label", "doc"), enrol_request),
+    "dismiss": (("gallery", "ids"), dismiss_request),
 }

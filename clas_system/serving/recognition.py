@@ -6,7 +6,7 @@
     {"gallery": "remove", "ids" | "labels"} -> {"removed": n}
     {"gallery": "search", "images", "k"?} -> {"hits": [[{"id", "label", "doc", "score"}]]}
     {"gallery": "stats"} / {"gallery": "save"} -> {"stats": {..., "calibration": {"score_thres", ...}}}
-    {"gallery": "list" | "thumbnail" | "relabel", ...}: see serving.curation
+    {"gallery": "list" | "thumbnail" | "relabel" | "review" | "enrol" | "dismiss", ...}: see serving.curation
 """
 import time
 
@@ -85,7 +85,7 @@ def gallery_request(recognizer, request):
     if action == "search":
         return search_request(recognizer, request)
     if action in CURATION_ACTIONS:
-        return CURATION_ACTIONS[action][1](recognizer.gallery, request)
+        return CURATION_ACTIONS[action][1](recognizer, request)
     if action == "save":
         recognizer.gallery.save()
     return {"stats": {**recognizer.gallery.stats(), "calibration": recognizer.calibration_state()}}

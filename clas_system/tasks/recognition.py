@@ -24,6 +24,7 @@ import numpy as np
 from params.schema import ParamsError
 
 from ..errors import GalleryError
+from ..gallery.review import ReviewQueue
 from ..gallery.startup import open_or_build_gallery
 from .detect import build_batcher as build_detector_batcher
 from .detect import build_detector
@@ -108,6 +109,7 @@ class Recognizer:
     gallery: object  # gallery.Gallery, live: changes apply to the next search
     crowding: Optional[Crowding]  # scoring "crowding"; None: plain similarities
     calibration: Optional[LiveCalibration] = None  # None: the settings' score_thres, fixed
+    review: Optional[ReviewQueue] = None  # keeps rejected regions (gallery.curation.review_max > 0)
 
     def decode_all(self, images):
         """Encoded images (or BadRequests found reading them) -> full-size RGB arrays; every bad
@@ -175,17 +177,39 @@ class Recognizer:
                    for found, image in zip(self.detections(arrays, options), arrays)]
         hits = self.search(self.embed_regions(arrays, regions), options.return_k)
         results, start = [], 0
-        for boxes in regions:
+        for image, boxes in zip(arrays, regions):
             recognised = [region_result(box, region_hits, options.score_thres)
                           for box, region_hits in zip(boxes, hits[start:start + len(boxes)])]
+            kept = nms_to_rec_results([r for r in recognised if r is not None], self.settings.rec_nms_thresh)
+            if self.review is not None:
+                for box, hit in rejected_regions(boxes, hits[start:start + len(boxes)], recognised, kept,
+                                                 self.settings.rec_nms_thresh):
+                    self.review.offer(crop(image, box), hit)
             start += len(boxes)
-            results.append(nms_to_rec_results([r for r in recognised if r is not None],
-                                              self.settings.rec_nms_thresh))
+            results.append(kept)
         return results
 
     def recognize(self, images, options=None):
         """Encoded images (bytes) -> one list of recognised regions per image."""
         return self.recognize_arrays(self.decode_all(images), options)
+
+
+MAX_REVIEWED_PER_IMAGE = 4
+
+
+def rejected_regions(boxes, hits, recognised, kept, nms_thresh):
+    """(box, best hit or None) of the regions worth a person's look: not recognised, overlapping no
+    kept result by more than nms_thresh; the whole image (the last box) only when it is the only
+    region. At most MAX_REVIEWED_PER_IMAGE."""
+    kept_boxes = np.array([result["bbox"] for result in kept], np.float32).reshape(-1, 4)
+    rejected = []
+    for i, (box, region_hits, result) in enumerate(zip(boxes, hits, recognised)):
+        if result is not None or (i == len(boxes) - 1 and len(boxes) > 1):
+            continue
+        if len(kept_boxes) and box_iou_plus_one(np.asarray(box, np.float32), kept_boxes).max() > nms_thresh:
+            continue
+        rejected.append((box, region_hits[0] if region_hits else None))
+    return rejected[:MAX_REVIEWED_PER_IMAGE]
 
 
 def region_result(box, hits, score_thres):
@@ -230,4 +254,6 @@ def build_recognizer(settings):
                                    settings.score_thres) if settings.target_false_accept is not None else None)
     return Recognizer(settings=settings, features=extractor, embed=build_feature_batcher(extractor),
                       detector=detector, detect=build_detector_batcher(detector) if detector else None,
-                      gallery=gallery, crowding=crowding, calibration=calibration)
+                      gallery=gallery, crowding=crowding, calibration=calibration,
+                      review=ReviewQueue(gallery, settings.gallery.curation) if settings.gallery.curation.review_max
+                      else None)

@@ -3,6 +3,8 @@
 Glue only; the engine lives in `clas_system.tasks.recognition`, the settings in params.py. Works
 under --use_multiprocess: the workers share the gallery (see clas_system.gallery).
 """
+import dataclasses
+
 from paddlehub.module.module import moduleinfo, serving
 
 from clas_system.client.encode import read_image_bytes
@@ -42,8 +44,9 @@ class RecSystem:
         return recognition_request(self.recognizer, request, current_authorization())
 
     def warm_up(self):
-        """Load the models in this process (each gunicorn worker) before it serves."""
-        self.recognizer.recognize([blank_image()])
+        """Load the models in this process (each gunicorn worker) before it serves (the blank image
+        is not offered to the review queue)."""
+        dataclasses.replace(self.recognizer, review=None).recognize([blank_image()])
 
     def readiness(self):
         """Ready while the gallery answers (a Milvus server may be down); the threshold in use."""
