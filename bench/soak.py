@@ -3,7 +3,8 @@
 Starts its own clas_system server (harness.hub_server: `hub serving start -c config.json` under
 a temporary HUB_HOME) unless --url is given, then runs K client threads until the duration or the request
 count runs out, whichever comes first. Each request is either valid (1-4 real images from
-../shared/images) or hostile (a rotation of malformed requests). Every answer is classified:
+../shared/images, as base64 in JSON, as multipart/form-data, or one image as the body) or
+hostile (a rotation of malformed requests, JSON and binary bodies). Every answer is classified:
 
 - expected-success: a valid request answered "000" with one result per image, and each image's
   top label equal to the one it got when sent alone before the run (for images classified with
@@ -30,69 +31,22 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import requests
 
 from harness.hub_server import HUB_MODULES, install_hub_modules, start_hub_server
-from harness.payloads import IMAGE_SUFFIXES, SHARED_IMAGES, b64, jpeg_declaring, json_body, png_declaring
+from harness.payloads import IMAGE_SUFFIXES, SHARED_IMAGES, b64, json_body
 from harness.ports import LOOPBACK, is_loopback
 from harness.process_stats import RssSampler, group_rss_kb, rss_summary
 
 from . import RESULTS
-# Low limits so that "over the limit" requests are cheap to send.
-SERVER_INIT_ARGS = {"max_images_per_request": 8, "max_image_pixels": 20_000_000}
+from .soak_requests import JSON, SERVER_INIT_ARGS, VALID_PROTOCOLS, hostile_cases, valid_body
 CLEAR_MARGIN = 0.9  # an image's label is checked when it scored at least this alone
 MAX_EXAMPLES = 10
 # issue 9's memory checks for a 30-minute soak: growth in %, at most
 RSS_TARGETS = {"minute 10 -> 30": 1.0, "minute 1 -> end": 5.0}
 
 
-# ---- requests --------------------------------------------------------------------------------
-
-def hostile_cases(valid_b64, input_shape, limits_known):
-    """[(name, body bytes, expected HTTP status, texts the answer must contain)]."""
-    jpeg = next(data for name, data in valid_b64 if name.lower().endswith((".jpg", ".jpeg")))
-    raw_jpeg = base64.b64decode(jpeg)
-    truncated = b64(raw_jpeg[:len(raw_jpeg) // 2])
-    good = valid_b64[0][1]
-    zeros = np.zeros([1, *input_shape], "float32").tobytes()
-    cases = [
-        ("images missing", {"top_k": 1}, "images: missing"),
-        ("images not a list", {"images": {"a": good}}, "images: expected a list"),
-        ("images empty", {"images": []}, "images: empty list"),
-        ("item not a string", {"images": [good, 5]}, "images[1]: expected a base64 string"),
-        ("invalid base64", {"images": ["%%%not base64"]}, "images[0]: not valid base64"),
-        ("not an image", {"images": [b64(b"%PDF-1.4 a document, not an image " * 20)]},
-         "images[0]: not a decodable image"),
-        ("0-byte image", {"images": [""]}, "images[0]: empty image"),
-        ("truncated JPEG", {"images": [truncated]}, "images[0]: truncated JPEG"),
-        ("PNG bomb 50000x50000", {"images": [b64(png_declaring(50000, 50000))]}, "images[0]: image is too large"),
-        ("JPEG bomb 50000x50000", {"images": [b64(jpeg_declaring(50000, 50000))]}, "images[0]: image is too large"),
-        ("mixed valid and invalid", {"images": [good, "***", good, b64(b"nope")]},
-         ("images[1]: not valid base64", "images[3]: not a decodable image")),
-        ("top_k string", {"images": [good], "top_k": "5"}, "top_k: expected a whole number"),
-        ("top_k huge", {"images": [good], "top_k": 10**9}, "top_k: 1000000000 is over the maximum"),
-        ("unknown field", {"images": [good], "colour": "red"}, "unknown field(s) 'colour'"),
-        ("server-side paths", {"paths": ["/etc/passwd"]}, "paths: server-side paths are never read"),
-        ("ndarray wrong shape", {"images": b64(np.zeros([1, 3, 8, 8], "float32").tobytes()),
-                                 "revert_params": {"shape": [1, 3, 8, 8], "dtype": "float32"}},
-         "revert_params.shape: [1, 3, 8, 8] does not fit this model"),
-        ("ndarray byte count", {"images": b64(zeros[:-4]), "revert_params": {"shape": [1, *input_shape]}},
-         "bytes do not match revert_params shape"),
-        ("ndarray wrong dtype", {"images": b64(zeros), "revert_params": {"shape": [1, *input_shape], "dtype": "int64"}},
-         "revert_params.dtype: 'int64' is not supported"),
-        ("revert_params not a dict", {"images": b64(zeros), "revert_params": [1, *input_shape]},
-         "revert_params: expected {'shape'"),
-    ]
-    if limits_known:  # these depend on SERVER_INIT_ARGS
-        cases += [("9 images over the limit of 8", {"images": [good] * 9}, "images: 9 images, over the limit of 8"),
-                  ("5000x5000 over max_image_pixels", {"images": [b64(png_declaring(5000, 5000))]},
-                   "images[0]: 5000x5000 is 25000000 pixels, over the limit of 20000000")]
-    out = [(name, json_body(payload), 200, (text,) if isinstance(text, str) else text)
-           for name, payload, text in cases]
-    out.append(("body not JSON", b"{this is not json", 400, ("Bad Request", "JSON")))
-    return out
-
+# ---- requests ----------------------------------------------------------------------------
 
 def load_images(max_bytes):
     """[(relative name, base64)] of every image under ../shared/images up to max_bytes each."""
@@ -103,8 +57,8 @@ def load_images(max_bytes):
     return [(str(p.relative_to(SHARED_IMAGES)), b64(p.read_bytes())) for p in found]
 
 
-def post(session, url, body, timeout):
-    return session.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=timeout)
+def post(session, url, body, timeout, content_type=None):
+    return session.post(url, data=body, headers={"Content-Type": content_type or JSON}, timeout=timeout)
 
 
 def calibrate(url, images, timeout):
@@ -191,12 +145,13 @@ def check_hostile(response, http_status, texts):
 
 def client(index, url, images, hostile, expected_labels, args, deadline, budget, tally):
     rng = random.Random(args.seed * 1000 + index)
+    raw = {name: base64.b64decode(data) for name, data in images}
     with requests.Session() as session:
         while time.monotonic() < deadline and (args.max_requests is None or next(budget) < args.max_requests):
             if rng.random() < args.hostile_fraction:
-                name, body, http_status, texts = hostile[rng.randrange(len(hostile))]
+                name, body, content_type, http_status, texts = hostile[rng.randrange(len(hostile))]
                 try:
-                    problem = check_hostile(post(session, url, body, args.timeout), http_status, texts)
+                    problem = check_hostile(post(session, url, body, args.timeout, content_type), http_status, texts)
                 except requests.RequestException as err:
                     problem = f"{type(err).__name__}: {err}"
                 if problem is None:
@@ -204,12 +159,13 @@ def client(index, url, images, hostile, expected_labels, args, deadline, budget,
                 else:
                     tally.add("unexpected", hostile=name, example={"request": f"hostile: {name}", "problem": problem})
                 continue
-            chosen = [images[rng.randrange(len(images))] for _ in range(rng.randint(1, 4))]
+            protocol = rng.choice(VALID_PROTOCOLS)
+            chosen = [images[rng.randrange(len(images))] for _ in range(1 if protocol == "image" else rng.randint(1, 4))]
             names = [name for name, _ in chosen]
-            body = ('{"images": [' + ", ".join(f'"{data}"' for _, data in chosen) + "]}").encode()
+            body, content_type = valid_body(protocol, chosen, raw)
             started = time.perf_counter()
             try:
-                response = post(session, url, body, args.timeout)
+                response = post(session, url, body, args.timeout, content_type)
                 latency = time.perf_counter() - started
                 problem = check_valid(response, names, expected_labels)
             except requests.RequestException as err:

@@ -88,10 +88,10 @@ class HubServer:
         return requests.post(self.predict_url(module), json=payload, timeout=kwargs.pop("timeout", 120),
                              **kwargs).json()
 
-    def post_body(self, module, body, timeout=60):
+    def post_body(self, module, body, timeout=60, content_type="application/json"):
         """The JSON answer to pre-encoded body bytes, over a plain connection (no client library)."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        conn.request("POST", f"/predict/{module}", body, {"Content-Type": "application/json"})
+        conn.request("POST", f"/predict/{module}", body, {"Content-Type": content_type})
         return json.loads(conn.getresponse().read())
 
     def wait_ready(self, timeout_s=180):

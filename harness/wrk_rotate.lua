@@ -1,7 +1,8 @@
--- wrk -t1 -c8 -d10s -s harness/wrk_rotate.lua http://127.0.0.1:PORT/predict/MODULE -- BODY_LIST
+-- wrk -t1 -c8 -d10s -s harness/wrk_rotate.lua http://127.0.0.1:PORT/predict/MODULE -- BODY_LIST [CONTENT_TYPE]
 --
--- POSTs pre-encoded JSON bodies in rotation: BODY_LIST names one body file per line (written by
--- harness/wrk.py), all read once before the run. An answer counts as bad unless it is HTTP 200
+-- POSTs pre-encoded bodies in rotation: BODY_LIST names one body file per line (written by
+-- harness/wrk.py), all read once before the run; CONTENT_TYPE (default application/json) is
+-- their Content-Type. An answer counts as bad unless it is HTTP 200
 -- with PaddleHub's success status "000". done() prints one JSON line for harness/wrk.py.
 
 local bodies = {}
@@ -21,7 +22,7 @@ function init(args)
    end
    assert(#bodies > 0, "no request bodies in " .. args[1])
    wrk.method = "POST"
-   wrk.headers["Content-Type"] = "application/json"
+   wrk.headers["Content-Type"] = args[2] or "application/json"
 end
 
 function request()

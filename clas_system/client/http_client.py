@@ -1,8 +1,9 @@
 """The HTTP client: `Client("http://127.0.0.1:8866").classify(["a.jpg", "b.png"])`.
 
 Images may be paths, encoded bytes, numpy arrays (HWC RGB uint8) or PIL images. They are sent
-as base64 of the encoded file (what the server decodes, never a server-side path), split into
-requests of `images_per_request`.
+as the encoded files (what the server decodes, never a server-side path), split into requests
+of `images_per_request`: as multipart/form-data, the files as they are, or with `binary=False`
+(and, from then on, to a server that reads JSON only) as base64 in JSON.
 
 Errors are exceptions of one tree (client.errors), switched on the server's error code, never
 on its text: `ServerError` (an answer that is an error; one subclass per code: `BadRequestError`,
@@ -14,13 +15,18 @@ add, which carries a `request_id` (a new UUID per call, or the caller's `request
 retried add answer as the first try did, adding nothing. Remove is never retried, since a lost
 answer may hide a change that was made.
 """
+import json
 import time
 import uuid
 
 import requests
 
-from .encode import b64encode_image
-from .errors import RETRIED, ServerUnreachable, answer_error
+from .encode import b64encode_image, read_image_bytes
+from .errors import RETRIED, ServerError, ServerUnreachable, answer_error
+
+# A server that reads JSON only answers a form post with PaddleHub's "112" (ours before binary
+# bodies) or HTTP 415 (PaddleHub's own Flask runner)
+JSON_ONLY_STATUS, JSON_ONLY_HTTP_STATUS = "112", 415
 
 # The module each task is served by, unless a call names another.
 TASK_MODULES = {"classify": "clas_system", "detect": "det_system", "recognize": "rec_system"}
@@ -30,6 +36,13 @@ def as_list(images):
     return list(images) if isinstance(images, (list, tuple)) else [images]
 
 
+def form_parts(images, fields):
+    """requests' `files` for multipart/form-data: each image file a part named "images", each
+    field a part holding its JSON."""
+    return ([("images", ("image", read_image_bytes(image), "application/octet-stream")) for image in images] +
+            [(name, (None, json.dumps(value))) for name, value in fields.items()])
+
+
 def given(**fields):
     """The request fields a call sets: those not None (the server's settings decide the rest)."""
     return {name: value for name, value in fields.items() if value is not None}
@@ -37,7 +50,7 @@ def given(**fields):
 
 class Client:
     def __init__(self, url="http://127.0.0.1:8866", timeout=60.0, images_per_request=16, token=None,
-                 session=None, retries=3, backoff_s=0.2):
+                 session=None, retries=3, backoff_s=0.2, binary=True):
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.images_per_request = images_per_request
@@ -45,25 +58,26 @@ class Client:
         self.session = session or requests.Session()
         self.retries = retries
         self.backoff_s = backoff_s
+        self.binary = binary
 
-    def call(self, module, payload, idempotent=True):
-        """POST a JSON payload to /predict/<module>; returns the `results` of a success.
-        Idempotent calls are retried `retries` times (backoff doubling from `backoff_s`) on
-        ServerUnreachable, OverloadedError and UnavailableError."""
+    def call(self, module, payload, idempotent=True, files=None):
+        """POST a JSON payload (or, with `files`, multipart/form-data) to /predict/<module>;
+        returns the `results` of a success. Idempotent calls are retried `retries` times (backoff
+        doubling from `backoff_s`) on ServerUnreachable, OverloadedError and UnavailableError."""
         attempts = 1 + (self.retries if idempotent else 0)
         for attempt in range(attempts):
             try:
-                return self._post(module, payload)
+                return self._post(module, payload, files)
             except RETRIED:
                 if attempt == attempts - 1:
                     raise
                 time.sleep(self.backoff_s * 2 ** attempt)
 
-    def _post(self, module, payload):
+    def _post(self, module, payload, files=None):
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
-            response = self.session.post(f"{self.url}/predict/{module}", json=payload, headers=headers,
-                                         timeout=self.timeout)
+            response = self.session.post(f"{self.url}/predict/{module}", json=payload if files is None else None,
+                                         files=files, headers=headers, timeout=self.timeout)
         except requests.RequestException as err:
             raise ServerUnreachable(f"{self.url}: {err}") from err
         try:
@@ -78,10 +92,18 @@ class Client:
         results = []
         images = as_list(images)
         for start in range(0, len(images), self.images_per_request):
-            chunk = images[start:start + self.images_per_request]
-            payload = {"images": [b64encode_image(image) for image in chunk], **extra}
-            results.extend(self.call(module, payload)[key])
+            results.extend(self._send_images(module, images[start:start + self.images_per_request], extra)[key])
         return results
+
+    def _send_images(self, module, images, extra):
+        if self.binary:
+            try:
+                return self.call(module, None, files=form_parts(images, extra))
+            except ServerError as err:
+                if err.status != JSON_ONLY_STATUS and err.http_status != JSON_ONLY_HTTP_STATUS:
+                    raise
+                self.binary = False  # it reads JSON only (an older server, PaddleHub's own modules)
+        return self.call(module, {"images": [b64encode_image(image) for image in images], **extra})
 
     def classify(self, images, top_k=None, module=None):
         """-> one {"class_ids", "scores", "label_names"} per image, in order. top_k: classes per

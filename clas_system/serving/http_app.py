@@ -1,6 +1,7 @@
 """The HTTP front of `hub serving start`: one ASGI app, served by uvicorn (httptools, uvloop).
 
     POST /predict/<module>   PaddleHub's route and envelope; JSON parsed and written with orjson,
+                             or image files as they are (binary_body: an image body, multipart),
                              the module called directly from a fixed pool of request threads
     GET  /health             200 while the process serves
     GET  /ready              200 with per-module detail once every module is warmed up; 503 before
@@ -18,6 +19,7 @@ PaddleHub's Flask app through wsgi_bridge.
 """
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import os
 import threading
@@ -31,6 +33,7 @@ from .. import hooks
 from ..errors import (WIRE_CODES, BadRequest, ClasSystemError, Overloaded, TooLarge, Unauthorized, wire_code,
                       wire_error)
 from ..runtime.batching import REQUESTS_IN_FLIGHT
+from .binary_body import binary_request, is_binary, media_type
 from .fields import UNAUTHORIZED_MESSAGE, json_type, token_matches
 from .wsgi_bridge import call_wsgi
 
@@ -146,12 +149,15 @@ def parse_request(body):
     return request
 
 
-def answer_predict(module, body, content_type, authorization):
-    """Runs in a request thread: body bytes -> Answer."""
-    if b"json" not in content_type:  # PaddleHub's refusal of a form post, counted as the bad request it is
+def answer_predict(module, body, content_type, authorization, query=b""):
+    """Runs in a request thread: body bytes -> Answer. A JSON object, or image files as they are
+    (serving.binary_body), with the module's fields in the query string."""
+    binary = is_binary(media_type(content_type)[0])
+    if b"json" not in content_type and not binary:  # PaddleHub's refusal, counted as the bad request it is
         return Answer(200, dumps(envelope("112", OUTDATED_USAGE.format(name=module.name), "")), "bad_request")
     try:
-        results = call_module(module, parse_request(body), authorization)
+        request = binary_request(body, content_type, query) if binary else parse_request(body)
+        results = call_module(module, request, authorization)
         return Answer(200, dumps(envelope("000", "", results)), "ok")
     except Exception as err:  # noqa: BLE001 - every failure is answered, typed, in one place
         return error_answer(err)
@@ -281,7 +287,8 @@ class ServingApp:
         self.start()
         path, method = scope["path"], scope["method"]
         if path.startswith("/predict/") and method == "POST" and path[len("/predict/"):] in self.modules:
-            await self.predict(self.modules[path[len("/predict/"):]], scope, receive, send)
+            await self.predict(self.modules[path[len("/predict/"):]], scope, receive, send,
+                               answer=functools.partial(answer_predict, query=scope.get("query_string", b"")))
         elif path == "/health" and method in ("GET", "HEAD"):
             await send_answer(send, 200, dumps({"status": "ok"}))
         elif path == "/ready" and method in ("GET", "HEAD"):
