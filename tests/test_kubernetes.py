@@ -10,7 +10,8 @@ import yaml
 
 from params.recognition import load_recognition_settings
 
-kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="the test extra: pip install kubernetes-validate")
+kubernetes_validate = pytest.importorskip("kubernetes_validate",
+                                          reason="the test extra: pip install kubernetes-validate")
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFESTS = sorted((REPO / "docs" / "kubernetes").glob("*.yaml"))

@@ -2,8 +2,9 @@
 docs/replicas/nginx-rec_system.conf as shipped, 8 clients of recognitions and gallery adds, one
 replica SIGKILLed mid-run and restarted on its port. No recognition fails (nginx retries them
 on the other replica; the clients themselves never retry), every acknowledged add is in the
-gallery exactly once (adds carry a request_id, so nginx may retry them too), and the restarted
-replica takes traffic again. The figures are printed (pytest -s)."""
+gallery exactly once (adds carry a request_id, so nginx may retry them too), the restarted
+replica takes traffic again, and an add sent to both replicas with one request_id makes one
+item. The figures are printed (pytest -s)."""
 import signal
 import threading
 import time
@@ -86,7 +87,8 @@ class Drill:
             y, x = rng.integers(height - h + 1), rng.integers(width - w + 1)
             label = f"drill-{uuid.uuid4().hex[:10]}"
             try:
-                ids = client.gallery("add", images=[np.ascontiguousarray(photo[y:y + h, x:x + w])], labels=[label])["ids"]
+                crop = np.ascontiguousarray(photo[y:y + h, x:x + w])
+                ids = client.gallery("add", images=[crop], labels=[label])["ids"]
                 with self.lock:
                     self.acknowledged[label] = ids
                 self.outcome("add")
@@ -127,17 +129,22 @@ def test_a_replica_killed_under_load_loses_no_request(hub_home, milvus_uri, tmp_
     finally:
         drill.stop()
         stop_nginx(proxy)
+    # one add sent to each replica with the same request_id: one item, the same ids
+    retried = [Client(server.url).gallery("add", images=[image_path(QUERIES[0])], labels=["drill-same-id"],
+                                          request_id="drill-same-id")["ids"] for server in replicas[1:]]
     labels = Client(replicas[1].url).gallery("stats")["stats"]["labels"]
     for server in replicas:
         server.stop()
-    retried = sum(1 for at, upstreams, _ in access_log_lines(tmp_path / "nginx") if len(upstreams) > 1)
+    passed_on = sum(1 for at, upstreams, _ in access_log_lines(tmp_path / "nginx") if len(upstreams) > 1)
     found = [label for label in drill.acknowledged if labels.get(label, 0) >= 1]
     duplicated = [label for label in labels if label.startswith("drill-") and labels[label] > 1]
     print(f"\nreplica drill: recognitions sent {drill.counts['recognition sent']}, failed "
           f"{drill.counts['recognition failed']}; adds sent {drill.counts['add sent']}, acknowledged "
           f"{len(drill.acknowledged)}, found {len(found)}, duplicated {len(duplicated)}, failed "
-          f"{drill.counts['add failed']}; nginx retried {retried} on the other replica; restarted replica ready {ready_at - killed_at:.1f} s after the kill, "
+          f"{drill.counts['add failed']}; nginx passed {passed_on} on to the other replica; restarted replica "
+          f"ready {ready_at - killed_at:.1f} s after the kill, "
           f"took traffic {back_at - killed_at:.1f} s after it ({back_at - ready_at:.1f} s after ready)")
     assert drill.counts["recognition failed"] == 0, drill.failures[:5]
     assert drill.counts["recognition sent"] > 0 and len(drill.acknowledged) > 0
     assert len(found) == len(drill.acknowledged) and not duplicated, (drill.failures[:5], duplicated)
+    assert retried[0] == retried[1] and labels["drill-same-id"] == 1
