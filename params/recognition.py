@@ -62,6 +62,7 @@ PRESET_PRECISION = {"efficientnet_lite2": "auto"}
 PADDLECLAS_SEARCH = {"score_thres": 0.5, "scoring": "plain", "large_box_share": None, "target_false_accept": None}
 VIEWS = ("whole", "five_crops")
 SCORINGS = ("plain", "crowding")
+VERIFICATIONS = ("local_features",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +105,12 @@ class RecognitionParams:
                                          "similarity less half its gallery item's mean similarity to its 3 "
                                          "nearest items of other labels, so crowded items need a closer match; "
                                          "None: the preset's, else plain")
+    verification: Optional[str] = setting(None, choices=VERIFICATIONS + (None,),
+                                          doc="local_features: each gallery item's SIFT keypoints are kept at add "
+                                              "time and a region's best 5 hits are verified against them (RANSAC "
+                                              "homography); a hit's score gains the inliers' weight fitted on the "
+                                              "gallery's own pairs with its threshold (needs target_false_accept); "
+                                              "None: one vector decides")
     large_box_share: Optional[float] = setting(None, min=0.0, max=1.0,
                                                doc="a detected box covering at least this share of the image is "
                                                    "not recognised apart from the whole image, which stands for it; "
@@ -140,6 +147,7 @@ class RecognitionSettings:
     score_thres: float  # the fixed threshold, or the fallback of a self-calibrating gallery
     target_false_accept: Optional[float]  # None: no self-calibration
     scoring: str  # one of SCORINGS
+    verification: Optional[str]  # one of VERIFICATIONS, or None
     large_box_share: Optional[float]
     hamming_radius: Optional[int]
     embedding_size: Optional[int]
@@ -216,7 +224,7 @@ def load_recognition_settings(module_params, overrides=None, where="rec_system")
     sections = {"feature": FeatureParams, "gallery": GalleryParams, "predictor": PredictorParams,
                 "serving": ServingParams, "detector": DetectorParams, "inference_config": None,
                 "return_k": None, "score_thres": None, "scoring": None, "large_box_share": None,
-                "target_false_accept": None, "hamming_radius": None, "embedding_size": None,
+                "target_false_accept": None, "verification": None, "hamming_radius": None, "embedding_size": None,
                 "rec_nms_thresh": None}
     module_params = module_params or {}
     routed = split_overrides(overrides, sections)
@@ -244,6 +252,9 @@ def load_recognition_settings(module_params, overrides=None, where="rec_system")
     if scoring == "crowding" and not cosine:
         raise ParamsError(f"{where}.scoring: crowding compares cosine similarities; it needs dist_type IP, "
                           f"feature_norm true and binarize false; set scoring to plain")
+    if declared.verification is not None and target_false_accept is None:
+        raise ParamsError(f"{where}.verification: {declared.verification} fits the inliers' weight on the gallery's "
+                          f"own pairs with its threshold; it needs target_false_accept (and no fixed score_thres)")
     if declared.hamming_radius is not None and declared.gallery.dist_type != "hamming":
         raise ParamsError(f"{where}.hamming_radius: applies to dist_type hamming only, not "
                           f"{declared.gallery.dist_type}; use score_thres")
@@ -255,6 +266,6 @@ def load_recognition_settings(module_params, overrides=None, where="rec_system")
         detector=detector_settings(detector, f"{where}.detector") if detector is not None else None,
         gallery=gallery_settings(declared.gallery, feature, where, f"{where}.gallery"),
         return_k=declared.return_k, score_thres=score_thres, target_false_accept=target_false_accept,
-        scoring=scoring,
+        scoring=scoring, verification=declared.verification,
         large_box_share=large_box_share, hamming_radius=declared.hamming_radius,
         embedding_size=declared.embedding_size, rec_nms_thresh=declared.rec_nms_thresh, serving=declared.serving)

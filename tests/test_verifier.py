@@ -6,7 +6,7 @@ from clas_system.gallery.interface import Hit
 from clas_system.ops.decode import decode_image
 from clas_system.tasks import verifier as verifier_module
 from clas_system.tasks.calibration import Pairs
-from clas_system.tasks.decision import fit_decision
+from clas_system.tasks.decision import fit_decision, fit_logistic
 from clas_system.tasks.verifier import NO_WEIGHT, InlierWeight, Verifier, fit_inlier_weight
 from harness.payloads import SHARED_IMAGES
 
@@ -75,22 +75,21 @@ def synthetic_pairs(rng, n=60, m=120):
     return pairs, inliers
 
 
-def test_the_fitted_weight_in_score_units_decides_as_the_fitted_scorer():
+def test_the_weight_is_the_fitted_scorer_s_in_score_units_and_the_threshold_on_verified_scores():
     rng = np.random.default_rng(0)
     pairs, inliers = synthetic_pairs(rng)
     weight, decision = fit_inlier_weight(pairs, inliers, 0.05)
-    assert weight.weight > 0 and weight.floor == np.quantile(inliers[2], verifier_module.FLOOR_QUANTILE)
-    # the same decision as a two-column logistic scorer on (score, evidence)
+    wrong = np.concatenate([inliers[1], inliers[2]])
+    assert weight.weight > 0 and weight.floor == max(6, np.quantile(wrong, verifier_module.FLOOR_QUANTILE))
     evidence = np.vectorize(weight.evidence)
-    two = fit_decision(np.column_stack([pairs.genuine[:, 0], evidence(inliers[0])]),
-                       np.column_stack([pairs.impostor[:, 0], evidence(inliers[2])]), 0.05,
-                       impostor_folds=pairs.impostor_folds)
-    probe_scores, probe_inliers = rng.uniform(0.2, 0.8, 500), rng.integers(0, 80, 500).astype(float)
-    verified = probe_scores + np.vectorize(weight.bonus)(probe_inliers)
-    logits = two.scores(np.column_stack([probe_scores, evidence(probe_inliers)]))
-    agree = (verified >= decision.threshold) == (logits >= two.threshold)
-    assert agree.mean() > 0.995  # only a probe within rounding of the threshold may differ
-    assert decision.estimated_false_accept <= 0.05
+    (_, on_score, on_evidence), _, (score_scale, evidence_scale) = fit_logistic(
+        np.column_stack([pairs.genuine[:, 0], evidence(inliers[0])]),
+        np.column_stack([pairs.impostor[:, 0], evidence(inliers[2])]))
+    assert np.isclose(weight.weight, on_evidence / evidence_scale / (on_score / score_scale))
+    impostor_verified = pairs.impostor[:, 0] + weight.weight * evidence(inliers[2])
+    assert np.mean(impostor_verified >= decision.threshold) <= 0.05
+    plain = fit_decision(pairs.genuine[:, :1], pairs.impostor[:, :1], 0.05, confuser_rows=pairs.confuser[:, :1])
+    assert decision.estimated_known_right > plain.estimated_known_right  # the inliers told genuine pairs apart
 
 
 def test_inliers_that_do_not_help_leave_the_one_column_decision():

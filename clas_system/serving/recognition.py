@@ -53,7 +53,7 @@ def add_images(recognizer, request):
     labels = string_list(request, "labels", len(images))
     docs = string_list(request, "docs", len(images), allow_none=True) if request.get("docs") is not None else None
     arrays = recognizer.decode_all(images)
-    ids = recognizer.gallery.add(recognizer.embed_images(arrays), labels, docs)
+    ids = recognizer.add_images(arrays, labels, docs)
     keep_images(recognizer.gallery, ids, arrays, recognizer.settings.gallery.curation)
     return {"ids": ids}
 

@@ -22,6 +22,7 @@ import time
 
 from ..errors import ClasSystemError
 from .calibration import calibrate
+from .verifier import NO_WEIGHT, calibrate_with_inliers
 
 log = logging.getLogger("clas_system")
 
@@ -31,8 +32,10 @@ MAX_AGE_S = 300.0
 
 
 class LiveCalibration:
-    def __init__(self, gallery, target_false_accept, weight, fallback, clock=time.monotonic):
+    def __init__(self, gallery, target_false_accept, weight, fallback, clock=time.monotonic, verifier=None):
         self.gallery = gallery
+        self.verifier = verifier  # tasks.verifier.Verifier: fit the inliers' weight with the threshold
+        self._inlier_weight = NO_WEIGHT
         self.target_false_accept = target_false_accept
         self.weight = weight
         self.fallback = fallback
@@ -53,6 +56,11 @@ class LiveCalibration:
     def score_thres(self):
         latest = self.latest()
         return self.fallback if latest is None else latest.score_thres
+
+    def inlier_weight(self):
+        """The latest calibration's tasks.verifier.InlierWeight (NO_WEIGHT before the first)."""
+        self._start_when_due()
+        return self._inlier_weight
 
     def state(self):
         """The latest calibration as a dict, "up_to_date" when the gallery has not changed since."""
@@ -84,9 +92,15 @@ class LiveCalibration:
     def _calibrate(self, revision):
         started = time.perf_counter()
         try:
-            calibration = calibrate(self.gallery, self.target_false_accept, self.weight, self.fallback)
+            if self.verifier is None:
+                calibration, inlier_weight = calibrate(self.gallery, self.target_false_accept, self.weight,
+                                                       self.fallback), NO_WEIGHT
+            else:
+                calibration, inlier_weight = calibrate_with_inliers(self.gallery, self.verifier,
+                                                                    self.target_false_accept, self.weight, self.fallback)
             with self._lock:
                 self._latest, self._revision, self._done_at = calibration, revision, self.clock()
+                self._inlier_weight = inlier_weight
         except ClasSystemError as err:
             log.warning("calibrating the gallery's threshold failed (keeping %s): %s",
                         self._latest.score_thres if self._latest else self.fallback, err)

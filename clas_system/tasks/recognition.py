@@ -11,7 +11,9 @@ recognised boxes overlapping a better one by more than rec_nms_thresh IoU are dr
 gallery id (what a gallery remove takes). With scoring "crowding" a hit's score is its similarity
 less its gallery item's crowding (tasks.crowding), and hits are ranked by that. With
 target_false_accept set, the default score_thres is the gallery's own (tasks.recalibration),
-the settings' score_thres until it is worked out.
+the settings' score_thres until it is worked out. With verification "local_features" each
+item's keypoints are kept at add time and a region's best hits are verified against them
+(tasks.verifier): a hit's score gains its inliers' weight, fitted with that threshold.
 
 A recognition request may narrow or widen the search for itself (SearchOptions: return_k,
 score_thres, det_threshold, max_det_results; the settings give the defaults).
@@ -33,6 +35,7 @@ from .crowding import RERANK_K, WEIGHT, Crowding
 from .features import build_feature_extractor
 from .per_image import each_image
 from .recalibration import LiveCalibration
+from .verifier import VERIFY_K, Verifier
 
 
 def whole_image_box(image):
@@ -110,6 +113,7 @@ class Recognizer:
     crowding: Optional[Crowding]  # scoring "crowding"; None: plain similarities
     calibration: Optional[LiveCalibration] = None  # None: the settings' score_thres, fixed
     review: Optional[ReviewQueue] = None  # keeps rejected regions (gallery.curation.review_max > 0)
+    verifier: Optional[Verifier] = None  # None: no local features kept or verified
 
     def decode_all(self, images):
         """Encoded images (or BadRequests found reading them) -> full-size RGB arrays; every bad
@@ -130,7 +134,11 @@ class Recognizer:
         if self.calibration is None:
             return {"score_thres": self.default_options.score_thres, "calibrated": False,
                     "reason": "fixed score_thres (target_false_accept is off)"}
-        return self.calibration.state()
+        if self.verifier is None:
+            return self.calibration.state()
+        inliers = self.calibration.inlier_weight()
+        return {**self.calibration.state(), "inlier_floor": inliers.floor, "inlier_weight": inliers.weight,
+                "regions_verified": self.verifier.regions_verified}
 
     def detections(self, arrays, options):
         """Detected boxes per image ([] each without a detector)."""
@@ -170,12 +178,28 @@ class Recognizer:
         ends = np.cumsum([len(boxes) for boxes in regions])
         return np.split(vectors, ends[:-1])
 
+    def verified_search(self, vectors, crops, options):
+        """search, then (with a verifier) each region's best hits verified against its crop."""
+        if self.verifier is None:
+            return self.search(vectors, options.return_k)
+        hits = self.verifier.rescore(crops, self.search(vectors, max(options.return_k, VERIFY_K)),
+                                     self.calibration.inlier_weight(), options.score_thres)
+        return [region_hits[:options.return_k] for region_hits in hits]
+
+    def add_images(self, arrays, labels, docs=None):
+        """RGB arrays -> new gallery items (and their keypoints, with a verifier); their ids."""
+        ids = self.gallery.add(self.embed_images(arrays), labels, docs)
+        if self.verifier is not None:
+            self.verifier.keep(ids, arrays)
+        return ids
+
     def recognize_arrays(self, arrays, options=None):
         """RGB arrays -> one list of {"bbox", "rec_docs", "rec_scores", "rec_id"} per image."""
         options = options or self.default_options
         regions = [candidate_boxes(found, image, self.settings.large_box_share)
                    for found, image in zip(self.detections(arrays, options), arrays)]
-        hits = self.search(self.embed_regions(arrays, regions), options.return_k)
+        crops = [crop(image, box) for image, boxes in zip(arrays, regions) for box in boxes]
+        hits = self.verified_search(self.embed_regions(arrays, regions), crops, options)
         results, start = [], 0
         for image, boxes in zip(arrays, regions):
             recognised = [region_result(box, region_hits, options.score_thres)
@@ -238,6 +262,11 @@ def rebuild_advice(settings):
             f"feature.preset: 'dinov2_vits14' (before 2026-12) or 'pplcnet_pulc_1280' (before 2026-11)")
 
 
+def keep_keypoints(gallery, ids, arrays):
+    """What a gallery built from a data_file calls after each add: the new items' keypoints kept."""
+    Verifier(gallery.side).keep(ids, arrays)
+
+
 def build_recognizer(settings):
     """RecognitionSettings -> Recognizer: models checked (loaded on first use), gallery opened,
     built from data_file, or created empty. A corrupt or mismatched gallery raises GalleryError
@@ -246,14 +275,17 @@ def build_recognizer(settings):
     check_embedding_size(settings, extractor)
     detector = build_detector(settings.detector) if settings.detector is not None else None
     try:
-        gallery = open_or_build_gallery(settings.gallery, extractor)
+        gallery = open_or_build_gallery(settings.gallery, extractor,
+                                        keep=keep_keypoints if settings.verification else None)
     except GalleryError as err:
         raise GalleryError(f"{err}. {rebuild_advice(settings)}") from err
     crowding = Crowding(gallery) if settings.scoring == "crowding" else None
+    verifier = Verifier(gallery.side) if settings.verification == "local_features" else None
     calibration = (LiveCalibration(gallery, settings.target_false_accept, WEIGHT if crowding else 0.0,
-                                   settings.score_thres) if settings.target_false_accept is not None else None)
+                                   settings.score_thres, verifier=verifier)
+                   if settings.target_false_accept is not None else None)
     return Recognizer(settings=settings, features=extractor, embed=build_feature_batcher(extractor),
                       detector=detector, detect=build_detector_batcher(detector) if detector else None,
-                      gallery=gallery, crowding=crowding, calibration=calibration,
+                      gallery=gallery, crowding=crowding, calibration=calibration, verifier=verifier,
                       review=ReviewQueue(gallery, settings.gallery.curation) if settings.gallery.curation.review_max
                       else None)

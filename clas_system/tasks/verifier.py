@@ -5,7 +5,7 @@ turned into score by a weight fitted on the gallery's own pairs.
     verifier = Verifier(gallery.side)
     verifier.keep(ids, images)                      # at add time: the items' keypoints, durable
     verifier.rescore(regions, hits, weight, score_thres)  # each region's hits, verified, best first
-    weight, threshold = fit_inlier_weight(pairs, pair_inliers(verifier, pairs), 0.05)
+    calibration, weight = calibrate_with_inliers(gallery, verifier, 0.05, crowding_weight, fallback)
 
 A verified hit scores `hit.score + weight.bonus(inliers)`: its (crowding) score plus the fitted
 score of the inliers above what impostor pairs reach. rec_scores and score_thres keep their
@@ -20,17 +20,19 @@ import threading
 import numpy as np
 
 from . import verification
-from .decision import fit_decision
+from .calibration import decide, gallery_pairs
+from .decision import complete, fit_decision, fit_logistic
 
 KIND = "keypoints"  # the side store's kind for an item's verification.to_bytes
 VERIFY_K = 5  # best hits of a region verified
-FLOOR_QUANTILE = 0.95  # inliers of impostor pairs below this share are noise, not evidence
+NOISE_INLIERS = 6  # the most inliers unrelated photos reach (measured: docs/recognition.md)
+FLOOR_QUANTILE = 0.99  # of the gallery's wrong pairs' inliers: below it, no evidence
 CACHE_ITEMS = 2000  # items' features kept decoded in memory (ids are never reused)
 
 
 @dataclasses.dataclass(frozen=True)
 class InlierWeight:
-    floor: float  # inliers up to this are what the gallery's impostor pairs reach: no evidence
+    floor: float  # inliers up to this are what the gallery's wrong pairs reach: no evidence
     weight: float  # score added per unit of log(1 + inliers above the floor)
 
     def evidence(self, inliers):
@@ -52,6 +54,7 @@ class Verifier:
         self.side = side
         self._lock = threading.Lock()
         self._cache = collections.OrderedDict()  # id -> LocalFeatures
+        self.regions_verified = 0  # in this process
 
     def keep(self, ids, images):
         """Store the local features of newly added items (RGB arrays, one per id)."""
@@ -90,6 +93,7 @@ class Verifier:
                 rescored.append(hits)
                 continue
             inliers = self.inliers(verification.extract(region), [hit.id for hit in reachable])
+            self.regions_verified += 1
             verified = [hit._replace(score=hit.score + weight.bonus(inliers.get(hit.id, 0))) for hit in reachable]
             rescored.append(sorted(verified + hits[len(reachable):], key=lambda hit: -hit.score))
         return rescored
@@ -113,30 +117,45 @@ def pair_inliers(verifier, pairs):
 
 
 def fit_inlier_weight(pairs, inliers, target_false_accept):
-    """(InlierWeight, Decision) fitted on the gallery's own pairs: a logistic scorer on (score,
-    evidence) turned back into score units, so that `score + weight.bonus(inliers) >= threshold`
-    is its decision; the Decision's threshold is in those units. NO_WEIGHT and the one-column
-    Decision when the inliers do not help (the fit gives them no positive weight) or are missing.
-    Raises decision.TooFewSamples as fit_decision."""
+    """(InlierWeight, Decision) from the gallery's own pairs (tasks.calibration.Pairs) and their
+    inliers (pair_inliers). Inliers count as evidence above the floor: what the gallery's wrong
+    pairs (confusers and impostors: siblings share print) reach, at least NOISE_INLIERS. The weight is a logistic scorer's on (score, evidence) in score units
+    (its evidence coefficient over its score coefficient); the Decision thresholds the verified
+    score, score + weight.bonus(inliers), as the recognizer computes it (a pair without keypoints
+    gains nothing), at the target false-accept rate. NO_WEIGHT, and the plain score's Decision,
+    when the fit gives the inliers no positive weight. Raises decision.TooFewSamples as fit_decision."""
     genuine_inliers, confuser_inliers, impostor_inliers = inliers
-    seen = impostor_inliers[np.isfinite(impostor_inliers)]
-    floor = float(np.quantile(seen, FLOOR_QUANTILE)) if len(seen) else 0.0
-    evidence = np.vectorize(lambda n: InlierWeight(floor, 1.0).evidence(n) if np.isfinite(n) else np.nan, otypes=[float])
+    wrong = np.concatenate([confuser_inliers, impostor_inliers])
+    wrong = wrong[np.isfinite(wrong)]
+    floor = max(float(NOISE_INLIERS), float(np.quantile(wrong, FLOOR_QUANTILE)) if len(wrong) else 0.0)
+    unit = InlierWeight(floor, 1.0)
+    evidence = np.vectorize(lambda n: unit.evidence(n) if np.isfinite(n) else 0.0, otypes=[float])
 
     def rows(score_rows, pair_inliers_):
-        return np.column_stack([score_rows[:, 0], evidence(pair_inliers_)]) if len(score_rows) else np.zeros((0, 2))
+        return np.column_stack([score_rows[:, 0], evidence(pair_inliers_)]).reshape(-1, 2)
 
-    two = fit_decision(rows(pairs.genuine, genuine_inliers), rows(pairs.impostor, impostor_inliers),
-                       target_false_accept, confuser_rows=rows(pairs.confuser, confuser_inliers),
-                       impostor_folds=pairs.impostor_folds)
-    one = fit_decision(pairs.genuine[:, :1], pairs.impostor[:, :1], target_false_accept,
-                       confuser_rows=pairs.confuser[:, :1])
-    if two.weights is None or two.weights[1] <= 0 or two.weights[2] <= 0:
-        return NO_WEIGHT, one
-    intercept, on_score, on_evidence = two.weights
-    (score_mean, evidence_mean), (score_scale, evidence_scale) = two.mean, two.scale
-    weight = on_evidence * score_scale / (on_score * evidence_scale)
-    threshold = score_mean + score_scale * (two.threshold - intercept + on_evidence * evidence_mean / evidence_scale) / on_score
-    return InlierWeight(floor, float(weight)), dataclasses.replace(two, threshold=float(threshold), weights=None,
-                                                                   mean=None, scale=None)
+    genuine, impostor = complete(rows(pairs.genuine, genuine_inliers)), complete(rows(pairs.impostor, impostor_inliers))
+    weight = NO_WEIGHT
+    if len(genuine) and len(impostor) and np.ptp(np.concatenate([genuine[:, 1], impostor[:, 1]])) > 0:
+        (_, on_score, on_evidence), _mean, (score_scale, evidence_scale) = fit_logistic(genuine, impostor)
+        if on_score > 0 and on_evidence > 0:
+            weight = InlierWeight(floor, float(on_evidence * score_scale / (on_score * evidence_scale)))
 
+    def verified(score_rows, pair_inliers_):
+        return (score_rows[:, 0] + weight.weight * evidence(pair_inliers_))[:, None]
+
+    decision = fit_decision(verified(pairs.genuine, genuine_inliers), verified(pairs.impostor, impostor_inliers),
+                            target_false_accept, confuser_rows=verified(pairs.confuser, confuser_inliers))
+    return weight, decision
+
+
+def calibrate_with_inliers(gallery, verifier, target_false_accept, weight, fallback):
+    """(tasks.calibration.Calibration, InlierWeight): the gallery's own threshold, fitted on its
+    pairs' scores and inliers together; the one-column calibration and NO_WEIGHT when the
+    gallery is too small to say or its inliers do not help."""
+    pairs = gallery_pairs(gallery, weight)
+    plain = decide(pairs, target_false_accept, fallback)
+    if not plain.calibrated:
+        return plain, NO_WEIGHT
+    inlier_weight, decision = fit_inlier_weight(pairs, pair_inliers(verifier, pairs), target_false_accept)
+    return dataclasses.replace(plain, score_thres=decision.threshold, decision=decision), inlier_weight
