@@ -1,6 +1,7 @@
 """tasks.verifier: keypoints kept per item through a side store, a region's hits re-scored by
 their inliers, and the inlier weight fitted on pairs turned back into score units exactly."""
 import numpy as np
+import pytest
 
 from clas_system.gallery.interface import Hit
 from clas_system.ops.decode import decode_image
@@ -9,6 +10,8 @@ from clas_system.tasks.calibration import Pairs
 from clas_system.tasks.decision import fit_decision, fit_logistic
 from clas_system.tasks.verifier import NO_WEIGHT, InlierWeight, Verifier, fit_inlier_weight
 from harness.payloads import SHARED_IMAGES
+from params.recognition import load_recognition_settings
+from params.schema import ParamsError
 
 OPENSET = SHARED_IMAGES.parent / "openset"
 
@@ -100,3 +103,10 @@ def test_inliers_that_do_not_help_leave_the_one_column_decision():
     weight, decision = fit_inlier_weight(pairs, flipped, 0.05)
     assert weight == NO_WEIGHT
     assert decision.threshold == fit_decision(pairs.genuine[:, :1], pairs.impostor[:, :1], 0.05).threshold
+
+
+def test_verification_needs_a_gallery_that_calibrates_itself():
+    assert load_recognition_settings({"verification": "local_features"}).verification == "local_features"
+    assert load_recognition_settings({}).verification is None
+    with pytest.raises(ParamsError, match="rec_system.verification: local_features .* needs target_false_accept"):
+        load_recognition_settings({"verification": "local_features", "score_thres": 0.4})
