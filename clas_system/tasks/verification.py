@@ -131,6 +131,6 @@ def verify(query, candidate):
     source = query.points[pairs[:, 0]].astype(np.float32)
     target = candidate.points[pairs[:, 1]].astype(np.float32)
     homography, mask = cv2.findHomography(source, target, cv2.RANSAC, RANSAC_PX)
-    if mask is None or not plausible(homography, source[mask.ravel() > 0]):
+    if mask is None or mask.sum() < 4 or not plausible(homography, source[mask.ravel() > 0]):
         return Verified(len(pairs), 0)
     return Verified(len(pairs), int(mask.sum()))
