@@ -20,10 +20,10 @@ set (labels named `ukb-*` are instance-level objects, the others product classes
   95 % at         the lowest threshold that rejects at least 95 % of the unknowns, and the known
                   share it keeps
 
---held-out N checks the estimate on labels it was not fitted on: N times, the labels are split in
-halves (seeded, each part of the set halved); each half in turn is the whole gallery, calibrated on
-itself, and is asked its own known queries, the other half's known queries (unknown siblings: they
-must be rejected) and the unknown photos.
+--held-out N checks, for each pipeline whose gallery calibrates itself, the estimate on labels it
+was not fitted on: N times, the labels are split in halves (seeded, each part of the set halved);
+each half in turn is the whole gallery, calibrated on itself, and is asked its own known queries,
+the other half's known queries (unknown siblings: they must be rejected) and the unknown photos.
 
 Prints markdown tables, writes bench/results/openset.json and openset_curve.png (both rates
 against the threshold, one colour per pipeline).
@@ -45,7 +45,8 @@ from params.recognition import load_recognition_settings
 from . import OLD_REC_DEFAULT, RESULTS
 
 DEFAULT_DATA = SHARED_IMAGES.parent / "openset"
-PIPELINES = {"default": {}, "old default": OLD_REC_DEFAULT}
+PIPELINES = {"default": {}, "default + verification": {"verification": "local_features"},
+             "old default": OLD_REC_DEFAULT}
 SUFFIXES = (".jpg", ".jpeg", ".png")
 BATCH = 8
 
@@ -157,6 +158,12 @@ def threshold_rows(name, calibration, fixed, scored, unknown_scores):
     return rows, curve
 
 
+def calibrates(init_args, scratch):
+    """Whether a pipeline's gallery sets its own threshold (target_false_accept)."""
+    return load_recognition_settings({}, {**init_args, "index_dir": str(scratch / "settings")}).target_false_accept \
+        is not None
+
+
 def run_pipeline(name, init_args, data_set, scratch):
     gallery, known, unknown = data_set
     fixed = load_recognition_settings({}, {**init_args, "index_dir": str(scratch / "settings")}).score_thres
@@ -231,9 +238,9 @@ def split_labels(labels, seed):
     return halves
 
 
-def held_out_row(split, half, calibration, scored, siblings, unknown_scores):
+def held_out_row(name, split, half, calibration, scored, siblings, unknown_scores):
     threshold = calibration["score_thres"]
-    return {"split": split, "gallery": half, "calibrated": calibration["calibrated"], "score_thres": threshold,
+    return {"pipeline": name, "split": split, "gallery": half, "calibrated": calibration["calibrated"], "score_thres": threshold,
             "estimated_false_accept": calibration.get("estimated_false_accept"),
             "estimated_known_right": calibration.get("estimated_known_right"),
             "known_right": rates([(ok, s) for ok, s, _ in scored], [], threshold)[0],
@@ -242,11 +249,11 @@ def held_out_row(split, half, calibration, scored, siblings, unknown_scores):
             "known": len(scored), "held_out_queries": len(siblings), "unknown": len(unknown_scores)}
 
 
-def run_held_out(data_set, splits, scratch):
-    """The default pipeline's calibration checked on labels it was not fitted on (module docstring)."""
+def run_held_out(name, data_set, splits, scratch):
+    """A pipeline's calibration checked on labels it was not fitted on (module docstring)."""
     gallery, known, unknown = data_set
     server = start_hub_server(scratch / "hub_home", scratch, timeout_s=600, modules={"rec_system": {
-        "host": "127.0.0.1", "index_dir": str(scratch / "held_out")}})
+        "host": "127.0.0.1", "index_dir": str(scratch / f"held_out_{name.replace(' ', '_')}"), **PIPELINES[name]}})
     rows = []
     try:
         for split in range(splits):
@@ -257,7 +264,7 @@ def run_held_out(data_set, splits, scratch):
                 scored, unknown_scores = scored_answers(server, [(p, label) for p, label in known if label in labels],
                                                         unknown)
                 siblings = scored_answers(server, [], [p for p, label in known if label not in labels])[1]
-                rows.append(held_out_row(split, half, calibration, scored, siblings, unknown_scores))
+                rows.append(held_out_row(name, split, half, calibration, scored, siblings, unknown_scores))
                 print(f"held out {split}{half}: {json.dumps(rows[-1])}", flush=True)
     finally:
         server.stop()
@@ -265,20 +272,24 @@ def run_held_out(data_set, splits, scratch):
 
 
 def held_out_table(rows):
-    lines = ["| split | gallery half | score_thres | estimated false accept | held-out labels' queries accepted | "
-             "unknown photos accepted | estimated known right | known right |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| pipeline | split | gallery half | score_thres | estimated false accept | held-out labels' queries "
+             "accepted | unknown photos accepted | estimated known right | known right |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        lines.append(f"| {row['split']} | {row['gallery']} | {row['score_thres']:.4f}"
+        lines.append(f"| {row['pipeline']} | {row['split']} | {row['gallery']} | {row['score_thres']:.4f}"
                      f"{'' if row['calibrated'] else ' (fallback)'} | {rate(row['estimated_false_accept'])} | "
                      f"{row['held_out_labels_accepted']:.3f} ({row['held_out_queries']}) | "
                      f"{row['unknown_photos_accepted']:.3f} ({row['unknown']}) | "
                      f"{rate(row['estimated_known_right'])} | {row['known_right']:.3f} ({row['known']}) |")
-    calibrated = [row for row in rows if row["calibrated"]]
-    if calibrated:
+    for name in dict.fromkeys(row["pipeline"] for row in rows):
+        calibrated = [row for row in rows if row["calibrated"] and row["pipeline"] == name]
+        if not calibrated:
+            continue
+
         def mean(key):
             values = [row[key] for row in calibrated if row[key] is not None]
             return float(np.mean(values)) if values else float("nan")
-        lines.append(f"| mean | {len(calibrated)} calibrated | {mean('score_thres'):.4f} | "
+        lines.append(f"| {name} | mean | {len(calibrated)} calibrated | {mean('score_thres'):.4f} | "
                      f"{mean('estimated_false_accept'):.3f} | {mean('held_out_labels_accepted'):.3f} | "
                      f"{mean('unknown_photos_accepted'):.3f} | {mean('estimated_known_right'):.3f} | "
                      f"{mean('known_right'):.3f} |")
@@ -311,8 +322,9 @@ def main(argv=None):
             for row in pipeline_rows:
                 print(f"{name} ({row['threshold']} {row['score_thres']:.4f}): known right {row['known_right']:.3f}, "
                       f"unknown rejected {row['unknown_rejected']:.3f}", flush=True)
-        if args.held_out:
-            held_out = run_held_out(data_set, args.held_out, scratch)
+        for name in names if args.held_out else []:
+            if calibrates(PIPELINES[name], scratch):
+                held_out += run_held_out(name, data_set, args.held_out, scratch)
     print(f"\n{args.data}: {len(data_set[0])} gallery photos, {len(data_set[1])} known and "
           f"{len(data_set[2])} unknown queries\n")
     print(table(rows))

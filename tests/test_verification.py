@@ -3,6 +3,7 @@ inliers and against another product with none; what the side store keeps round-t
 import numpy as np
 import pytest
 
+from clas_system.gallery import MAX_BLOB_BYTES
 from clas_system.ops.decode import decode_image
 from clas_system.tasks import verification
 from harness.payloads import SHARED_IMAGES, image_bytes
@@ -57,3 +58,10 @@ def test_a_blank_region_has_no_features_and_verifies_nothing(brio_box):
     assert len(blank.points) == 0
     assert verification.verify(blank, brio_box) == verification.Verified(0, 0)
     assert verification.verify(brio_box, blank).inliers == 0
+
+
+def test_an_item_s_features_fit_one_side_store_blob_on_faiss_and_milvus():
+    largest = len(verification.to_bytes(verification.LocalFeatures(
+        np.zeros((verification.MAX_KEYPOINTS, 2), np.float16),
+        np.zeros((verification.MAX_KEYPOINTS, verification.DESCRIPTOR_SIZE), np.uint8))))
+    assert largest == 5 + verification.MAX_KEYPOINTS * (4 + verification.DESCRIPTOR_SIZE) <= MAX_BLOB_BYTES
