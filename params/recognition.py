@@ -196,10 +196,12 @@ def feature_preset(raw, where):
 
 
 def with_module_defaults(detector, predictor, serving):
-    """A detector section runs like the module (predictor, serving) except where it says otherwise."""
+    """A detector section runs like the module (predictor, serving) except where it says otherwise;
+    the module's int8_model_dir is the feature model's INT8 copy, never the detector's."""
     if not isinstance(detector, dict):
         return detector
-    return {**detector, "predictor": {**predictor, **(detector.get("predictor") or {})},
+    inherited = {key: value for key, value in predictor.items() if key != "int8_model_dir"}
+    return {**detector, "predictor": {**inherited, **(detector.get("predictor") or {})},
             "serving": {**serving, **(detector.get("serving") or {})}}
 
 

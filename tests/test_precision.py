@@ -15,6 +15,7 @@ from clas_system.runtime.precision import (MAX_TIMED_RUNS, MIN_TIMED_RUNS, candi
 from clas_system.tasks.classify import build_classifier
 from harness.payloads import SHARED_IMAGES, image_bytes
 from params import load_classifier_settings
+from params.recognition import load_recognition_settings
 
 PRESETS = ["text_image_orientation", "text_line_orientation"]
 ROT0 = "orientation/img_rot0_demo.jpg"
@@ -131,3 +132,11 @@ def test_served_fp32_setting_is_reported_as_the_setting(server_factory):
 def test_an_int8_candidate_that_cannot_be_timed_is_refused_at_start_up(predictor, message):
     with pytest.raises(ModelError, match=message):
         build_classifier(load_classifier_settings({"preset": "text_image_orientation", "predictor": predictor}))
+
+
+def test_a_recognizers_int8_model_is_the_feature_models_not_the_detectors(tmp_path):
+    settings = load_recognition_settings({"gallery": {"index_dir": str(tmp_path)}, "predictor": {
+        "cpu_precision": "auto", "int8_model_dir": "/srv/int8/features"}})
+    assert settings.feature.predictor.int8_model_dir == "/srv/int8/features"
+    assert settings.detector.predictor.int8_model_dir is None
+    assert settings.detector.predictor.cpu_precision == "auto"
