@@ -62,7 +62,8 @@ def hub_server(server_factory, tmp_path_factory):
     server = server_factory(modules={
         "clas_system": {},
         "det_system": {"model_dir": str(detector_dir)},
-        "rec_system": {"index_dir": str(tmp_path_factory.mktemp("webui_rec") / "gallery"), "api_token": TOKEN},
+        "rec_system": {"index_dir": str(tmp_path_factory.mktemp("webui_rec") / "gallery"), "api_token": TOKEN,
+                       "curation": {"review_max": 20}},
     })
     # Models load on first use: warm them so the pages answer within the browser's waits.
     warm = {"images": [image_b64("textline/textline_orientation_test_0_0.png")]}
@@ -155,7 +156,6 @@ def test_gallery_add_recognise_remove(page, ui_url):
     page.click("#token-save")
     page.wait_for_selector("[data-stat=items] b")
     assert page.locator("[data-stat=items] b").inner_text() == "0"
-    assert "cannot show thumbnails" in page.locator(".note").inner_text()
 
     for label, path in (("优佳 youjia", "drink/youjia.jpeg"), ("莫斯利安", "drink/mosilian.jpeg")):
         page.fill("#add-label", label)
@@ -185,3 +185,55 @@ def test_gallery_add_recognise_remove(page, ui_url):
     page.set_input_files("#files", str(SHARED_IMAGES / "drink" / "youjia.jpeg"))
     page.wait_for_selector(".result.done")
     assert "优佳 youjia" not in page.locator(".result").inner_text()
+
+
+def images_decoded(page, selector):
+    """How many images match, and whether every one has loaded and decoded to real pixels."""
+    return page.evaluate(f"""Array.from(document.querySelectorAll({selector!r}))
+        .map(img => img.complete && img.naturalWidth > 0 && img.naturalHeight > 0)""")
+
+
+def test_gallery_items_thumbnails_relabel_remove_and_review_queue(page, ui_url, hub_server):
+    import cv2
+    import numpy as np
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    [added] = hub_server.post("rec_system", {"gallery": "add", "images": [image_b64("drink/nongfu_spring.jpeg")],
+                                             "labels": ["农夫山泉"]}, headers=headers)["results"]["ids"]
+    unknown = {"images": [image_b64("imagenet/ILSVRC2012_val_00006666.JPEG")]}
+    assert hub_server.post("rec_system", unknown, headers=headers)["status"] == "000"  # its regions: kept for review
+    open_page(page, f"{ui_url}/ui/gallery.html?module=rec_system")
+    page.wait_for_selector("#token-dialog.open")
+    page.fill("#token-input", TOKEN)
+    page.click("#token-save")
+    page.wait_for_selector(f"#items .card[data-id='{added}'] img")
+    decoded = images_decoded(page, "#items .card img")
+    assert decoded and all(decoded)
+    assert "农夫山泉" in page.locator("#items .card .label").all_inner_texts()
+
+    card = page.locator(f"#items .card[data-id='{added}']")
+    card.locator("input").fill("农夫山泉 550ml")
+    card.locator("button.relabel").click()
+    page.wait_for_selector(f"#items .card[data-id='{added}'] .label:text-is('农夫山泉 550ml')")
+    page.wait_for_selector("#review .card img")
+    assert all(images_decoded(page, "#review .card img"))
+    reviewed = page.locator("#review .card").count()
+    assert "kept for review" in page.locator("#review-state").inner_text()
+    first = page.locator("#review .card").first
+    first.locator("input").fill("蛇 snake")
+    first.locator("button.enrol").click()
+    page.wait_for_selector("#items .card .label:text-is('蛇 snake')")
+    assert page.locator("#review .card").count() == reviewed - 1
+    page.fill("#items-label", "蛇 snake")
+    page.dispatch_event("#items-label", "change")
+    page.wait_for_function("document.querySelectorAll('#items .card').length === 1")
+    assert all(images_decoded(page, "#items .card img"))
+    screenshot(page, "gallery_items")
+    shot = cv2.imread(str(ARTIFACTS / "webui_gallery_items.png"))
+    assert shot is not None and shot.shape[1] == 1200 and float(np.std(shot)) > 10
+
+    enrolled = page.locator("#items .card").first.get_attribute("data-id")
+    page.locator("#items .card button.remove").first.click()
+    page.wait_for_selector(f"#items .card[data-id='{enrolled}']", state="detached")
+    if reviewed > 1:
+        page.locator("#review .card button.dismiss").first.click()
+        page.wait_for_function(f"document.querySelectorAll('#review .card').length === {reviewed - 2}")

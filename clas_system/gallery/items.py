@@ -14,7 +14,8 @@ class Items:
     """Rows of (id, code, label, doc, added_at, live) in increasing id order, the source of truth
     beside a faiss index. A dead row is a removed item that is still in the faiss index (an HNSW
     tombstone) or not yet compacted away. added_at is seconds since the epoch (NaN: unknown, an
-    item added before it was recorded)."""
+    item added before it was recorded). Each label also has a number (label_numbers, in
+    label_number), so finding a label's rows is one array comparison, not a loop over strings."""
 
     def __init__(self, config, ids=None, codes=None, labels=(), docs=(), live=None, added_at=None):
         self.n = 0 if ids is None else len(ids)
@@ -24,12 +25,18 @@ class Items:
         self.docs = list(docs)
         self.live = np.ones(self.n, bool) if live is None else live
         self.added_at = np.full(self.n, np.nan) if added_at is None else added_at
+        self.label_numbers = {}
+        self.label_number = np.array([self._number(label) for label in self.labels], dtype=np.int32)
+
+    def _number(self, label):
+        return self.label_numbers.setdefault(label, len(self.label_numbers))
 
     def append(self, ids, codes, labels, docs, added_at=None):
         end = self.n + len(ids)
-        self.ids, self.codes, self.live, self.added_at = (_grow(a, end) for a in (self.ids, self.codes, self.live,
-                                                                                 self.added_at))
+        self.ids, self.codes, self.live, self.added_at, self.label_number = (
+            _grow(a, end) for a in (self.ids, self.codes, self.live, self.added_at, self.label_number))
         self.ids[self.n:end], self.codes[self.n:end], self.live[self.n:end] = ids, codes, True
+        self.label_number[self.n:end] = [self._number(label) for label in labels]
         self.added_at[self.n:end] = np.nan if added_at is None else added_at
         self.labels.extend(labels)
         self.docs.extend(docs)
@@ -49,22 +56,24 @@ class Items:
         return rows, (self.ids[rows] == ids) & self.live[rows]
 
     def live_rows_with_labels(self, labels):
-        wanted = set(labels)
-        return np.array([row for row in self.live_rows() if self.labels[row] in wanted], dtype=np.int64)
+        numbers = [self.label_numbers[label] for label in set(labels) if label in self.label_numbers]
+        return np.flatnonzero(self.live[:self.n] & np.isin(self.label_number[:self.n], numbers)).astype(np.int64)
 
     def relabel(self, rows, label):
         for row in rows:
             self.labels[row] = label
+        self.label_number[rows] = self._number(label)
 
     def matching_rows(self, label=None, text=None):
         """Live rows, in id order, labelled `label` (when given) whose label or doc contains `text`
         (when given; case-sensitive)."""
-        rows = self.live_rows()
-        if label is not None:
-            rows = [row for row in rows if self.labels[row] == label]
+        rows = self.live_rows() if label is None else self.live_rows_with_labels([label])
         if text is not None:
-            rows = [row for row in rows if text in self.labels[row] or text in (self.docs[row] or "")]
-        return np.asarray(rows, dtype=np.int64)
+            numbers = [number for name, number in self.label_numbers.items() if text in name]
+            in_label = np.isin(self.label_number[rows], numbers)
+            rows = np.asarray([row for row, hit in zip(rows.tolist(), in_label.tolist())
+                               if hit or text in (self.docs[row] or "")], dtype=np.int64)
+        return rows
 
     def kill(self, rows):
         self.live[rows] = False
@@ -73,6 +82,6 @@ class Items:
         keep = self.live_rows()
         self.n = len(keep)
         self.ids, self.codes, self.live = self.ids[keep], self.codes[keep], np.ones(len(keep), bool)
-        self.added_at = self.added_at[keep]
+        self.added_at, self.label_number = self.added_at[keep], self.label_number[keep]
         self.labels = [self.labels[row] for row in keep]
         self.docs = [self.docs[row] for row in keep]

@@ -8,10 +8,11 @@
     queue.dismiss(entry_ids)             # -> how many went
 
 Entries live in the gallery's side store, so every worker and replica shares one queue, and it
-survives restarts: kind "review.entry" (JSON: when, the best candidate's id, label and score),
+survives restarts: kind "review.entry" (JSON: the best candidate's id, label and score),
 "review.thumbnail" and "review.region" (JPEGs as kept_images makes them). An entry's id is its
-time in microseconds shifted left 10 bits plus 10 random bits: ids sort by time, and processes
-recording at once do not collide. The queue holds at most review_max entries (the oldest go
+time in milliseconds shifted left 11 bits plus 11 random bits: ids sort by time, two entries
+kept in the same millisecond collide once in 2048, and ids stay below 2**53 (exact as JSON
+numbers in a browser) until the year 2109. The queue holds at most review_max entries (the oldest go
 first) and none older than review_retention_h.
 """
 import json
@@ -34,12 +35,15 @@ class Entry(NamedTuple):
     thumbnail: Optional[bytes]
 
 
+ID_BITS = 11
+
+
 def entry_id(seconds):
-    return (int(seconds * 1e6) << 10) | random.getrandbits(10)
+    return (int(seconds * 1000) << ID_BITS) | random.getrandbits(ID_BITS)
 
 
 def entry_time(key):
-    return (key >> 10) / 1e6
+    return (key >> ID_BITS) / 1000
 
 
 class ReviewQueue:
@@ -93,8 +97,8 @@ class ReviewQueue:
     def _trim(self, now):
         """Drop entries past the retention and the oldest beyond review_max."""
         side = self.gallery.side
-        cutoff = entry_id(now - self.curation.review_retention_h * 3600) >> 10
-        stale = [key for key in side.ids(ENTRY, 0, 1000) if key >> 10 < cutoff]
+        cutoff = entry_id(now - self.curation.review_retention_h * 3600) >> ID_BITS
+        stale = [key for key in side.ids(ENTRY, 0, 1000) if key >> ID_BITS < cutoff]
         excess = side.count(ENTRY) - len(stale) - self.curation.review_max
         if excess > 0:
             stale += side.ids(ENTRY, len(stale), excess)

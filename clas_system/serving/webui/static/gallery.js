@@ -1,4 +1,5 @@
 // Gallery manager for rec_system, over its HTTP API: {"gallery": "stats" | "add" | "remove" | "search" | "save"}.
+// gallery_items.js pages through the items and the review queue; it reloads on "gallery-changed".
 "use strict";
 
 const moduleName = query("module") || "rec_system";
@@ -39,6 +40,7 @@ async function refresh() {
   try {
     renderStats((await gallery("stats")).stats);
     showError("page-error", null);
+    document.dispatchEvent(new Event("gallery-changed"));
   } catch (err) {
     showError("page-error", err);
   }
