@@ -159,10 +159,11 @@ class FaissState:
         """(items of one page, how many match): live items in id order, filtered by label and by
         text in label or doc, from `offset` on (after `after`, an id, when given)."""
         rows = self.items.matching_rows(label, text)
-        start = offset if after is None else offset + int(np.searchsorted(self.items.ids[rows], after, side="right"))
+        if after is not None:  # rows and ids both increase: the rows before the first id above `after`
+            offset += int(np.searchsorted(rows, np.searchsorted(self.items.ids[:self.items.n], after, side="right")))
         items = self.items
         return [Item(int(items.ids[row]), items.labels[row], items.docs[row], _seconds(items.added_at[row]))
-                for row in rows[start:start + limit]], len(rows)
+                for row in rows[offset:offset + limit]], len(rows)
 
     def label_counts(self):
         return dict(sorted(Counter(self.items.labels[row] for row in self.items.live_rows()).items()))
