@@ -169,7 +169,9 @@ def calibrate(args):
         raise ParamsError("clas-gallery calibrate: these settings keep a fixed score_thres (set, or a model or metric "
                           "that does not calibrate); pass --target-false-accept to calibrate anyway")
     if not gallery_exists(settings.gallery):
-        raise GalleryError(f"{settings.gallery.index_dir} holds no gallery")
+        where = (settings.gallery.index_dir if settings.gallery.index_backend == "faiss"
+                 else f"milvus collection {settings.gallery.milvus.collection}")
+        raise GalleryError(f"{where} holds no gallery")
     recognizer = build_recognizer(settings)
     weight = WEIGHT if recognizer.crowding is not None else 0.0
     try:

@@ -161,3 +161,6 @@ def test_clas_gallery_calibrate_prints_the_threshold_with_unknown_photos_and_dra
     assert cv2.imread(str(plot)).shape == (440, 720, 3)
     assert gallery_cli.main(["calibrate", "--index-dir", index_dir, *light]) == 1  # the plain model: fixed
     assert "pass --target-false-accept" in capsys.readouterr().err
+    assert gallery_cli.main(["calibrate", "--index-dir", str(tmp_path / "none"), "--target-false-accept", "0.2",
+                             *light]) == 1
+    assert "holds no gallery" in capsys.readouterr().err
