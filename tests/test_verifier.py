@@ -66,6 +66,20 @@ def test_kept_features_are_read_once_then_cached():
     assert verifier.kept([4]) == {} and side.gets == 2  # none kept for 4: asked again (it may come)
 
 
+def test_gallery_pairs_are_verified_once_per_process():
+    side = MemorySide()
+    verifier = Verifier(side)
+    verifier.keep([1, 2], [photo("gallery/ukb-brio-box/ukbench00015.jpg"), photo("gallery/ukb-brio-box/ukbench00013.jpg")])
+    pairs = Pairs(genuine=np.zeros((1, 3)), confuser=np.zeros((1, 3)), impostor=np.zeros((1, 3)),
+                  genuine_ids=np.array([[1, 2, -1]]), impostor_ids=np.array([[2, 3]]), impostor_folds=np.zeros(1),
+                  labels=5, items=3)
+    genuine, confuser, impostor = verifier_module.pair_inliers(verifier, pairs)
+    assert genuine[0] > 20 and np.isnan(confuser[0]) and np.isnan(impostor[0])  # no candidate; 3 has no keypoints
+    verifier._cache.clear()
+    gets = side.gets
+    assert verifier_module.pair_inliers(verifier, pairs)[0][0] == genuine[0] and side.gets == gets + 1  # (2, 3) only: 3 may get keypoints
+
+
 def synthetic_pairs(rng, n=60, m=120):
     """Genuine pairs score higher and have many inliers; impostors lower with few; some overlap."""
     genuine = np.column_stack([rng.normal(0.55, 0.08, n), rng.normal(0.2, 0.05, n), rng.normal(0.3, 0.05, n)])

@@ -28,6 +28,7 @@ VERIFY_K = 5  # best hits of a region verified
 NOISE_INLIERS = 6  # the most inliers unrelated photos reach (measured: docs/recognition.md)
 FLOOR_QUANTILE = 0.99  # of the gallery's wrong pairs' inliers: below it, no evidence
 CACHE_ITEMS = 2000  # items' features kept decoded in memory (ids are never reused)
+CACHE_PAIRS = 100_000  # gallery pairs' inliers remembered between calibrations
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Verifier:
         self.side = side
         self._lock = threading.Lock()
         self._cache = collections.OrderedDict()  # id -> LocalFeatures
+        self._pairs = {}  # (item id, item id) -> inliers, for calibration
         self.regions_verified = 0  # in this process
 
     def keep(self, ids, images):
@@ -80,6 +82,21 @@ class Verifier:
         """{id: inliers} of a query region's LocalFeatures against the items among `ids` kept."""
         return {i: verification.verify(query, features).inliers for i, features in self.kept(ids).items()}
 
+    def item_inliers(self, pairs):
+        """{(item id, item id): inliers} of the given pairs of gallery items that both have keypoints.
+        A pair's count never changes (ids are not reused), so each is verified once per process."""
+        with self._lock:
+            found = {pair: self._pairs[pair] for pair in pairs if pair in self._pairs}
+        missing = [pair for pair in dict.fromkeys(pairs) if pair not in found and min(pair) >= 0]
+        kept = self.kept(sorted({i for pair in missing for i in pair}))
+        computed = {(a, b): verification.verify(kept[a], kept[b]).inliers for a, b in missing
+                    if a in kept and b in kept}
+        with self._lock:
+            self._pairs.update(computed)
+            while len(self._pairs) > CACHE_PAIRS:
+                self._pairs.pop(next(iter(self._pairs)))
+        return {**found, **computed}
+
     def rescore(self, regions, hits_per_region, weight, score_thres):
         """Each region's hits (best first) with the bonus of their inliers, best first again;
         `regions` are the RGB crops the hits were searched for. Regions whose best hit cannot
@@ -102,51 +119,56 @@ class Verifier:
 def pair_inliers(verifier, pairs):
     """Inliers of the gallery's own pairs (tasks.calibration.Pairs): (genuine, confuser, impostor)
     arrays, NaN where a pair has no candidate or an item has no local features."""
-    ids = {int(i) for i in np.concatenate([pairs.genuine_ids.ravel(), pairs.impostor_ids.ravel()]) if i >= 0}
-    kept = verifier.kept(sorted(ids))
+    wanted = [(q, own) for q, own, _other in pairs.genuine_ids.tolist()]
+    wanted += [(q, other) for q, _own, other in pairs.genuine_ids.tolist()]
+    wanted += [(q, c) for q, c in pairs.impostor_ids.tolist()]
+    found = verifier.item_inliers(wanted)
+    counts = np.array([found.get(pair, np.nan) for pair in wanted], np.float64)
+    genuine_count = len(pairs.genuine_ids)
+    return counts[:genuine_count], counts[genuine_count:2 * genuine_count], counts[2 * genuine_count:]
 
-    def inliers(query_id, candidate_id):
-        if query_id not in kept or candidate_id not in kept:
-            return np.nan
-        return float(verification.verify(kept[query_id], kept[candidate_id]).inliers)
 
-    genuine = np.array([inliers(q, own) for q, own, _other in pairs.genuine_ids.tolist()], np.float64)
-    confuser = np.array([inliers(q, other) for q, _own, other in pairs.genuine_ids.tolist()], np.float64)
-    impostor = np.array([inliers(q, c) for q, c in pairs.impostor_ids.tolist()], np.float64)
-    return genuine, confuser, impostor
+def fitted_weight(floor, genuine, impostor):
+    """The InlierWeight of a logistic scorer fitted on (score, evidence) rows of genuine and
+    impostor pairs: its evidence coefficient over its score coefficient; NO_WEIGHT when the fit
+    gives the inliers no positive weight (or they never vary)."""
+    genuine, impostor = complete(genuine), complete(impostor)
+    if not len(genuine) or not len(impostor) or np.ptp(np.concatenate([genuine[:, 1], impostor[:, 1]])) == 0:
+        return NO_WEIGHT
+    (_, on_score, on_evidence), _mean, (score_scale, evidence_scale) = fit_logistic(genuine, impostor)
+    if on_score <= 0 or on_evidence <= 0:
+        return NO_WEIGHT
+    return InlierWeight(floor, float(on_evidence * score_scale / (on_score * evidence_scale)))
 
 
 def fit_inlier_weight(pairs, inliers, target_false_accept):
     """(InlierWeight, Decision) from the gallery's own pairs (tasks.calibration.Pairs) and their
     inliers (pair_inliers). Inliers count as evidence above the floor: what the gallery's wrong
-    pairs (confusers and impostors: siblings share print) reach, at least NOISE_INLIERS. The weight is a logistic scorer's on (score, evidence) in score units
-    (its evidence coefficient over its score coefficient); the Decision thresholds the verified
-    score, score + weight.bonus(inliers), as the recognizer computes it (a pair without keypoints
-    gains nothing), at the target false-accept rate. NO_WEIGHT, and the plain score's Decision,
-    when the fit gives the inliers no positive weight. Raises decision.TooFewSamples as fit_decision."""
+    pairs (confusers and impostors: siblings share print) reach, at least NOISE_INLIERS. The
+    weight is fitted_weight's on all pairs. The Decision thresholds the verified score, score +
+    weight.bonus(inliers), as the recognizer computes it (a pair without keypoints gains nothing),
+    at the target false-accept rate; its threshold and estimates come from each pair scored with
+    the weight fitted on the other half of the pairs (impostors split by label), so the fit does
+    not flatter its own estimate. Raises decision.TooFewSamples as fit_decision."""
     genuine_inliers, confuser_inliers, impostor_inliers = inliers
     wrong = np.concatenate([confuser_inliers, impostor_inliers])
     wrong = wrong[np.isfinite(wrong)]
     floor = max(float(NOISE_INLIERS), float(np.quantile(wrong, FLOOR_QUANTILE)) if len(wrong) else 0.0)
     unit = InlierWeight(floor, 1.0)
     evidence = np.vectorize(lambda n: unit.evidence(n) if np.isfinite(n) else 0.0, otypes=[float])
-
-    def rows(score_rows, pair_inliers_):
-        return np.column_stack([score_rows[:, 0], evidence(pair_inliers_)]).reshape(-1, 2)
-
-    genuine, impostor = complete(rows(pairs.genuine, genuine_inliers)), complete(rows(pairs.impostor, impostor_inliers))
-    weight = NO_WEIGHT
-    if len(genuine) and len(impostor) and np.ptp(np.concatenate([genuine[:, 1], impostor[:, 1]])) > 0:
-        (_, on_score, on_evidence), _mean, (score_scale, evidence_scale) = fit_logistic(genuine, impostor)
-        if on_score > 0 and on_evidence > 0:
-            weight = InlierWeight(floor, float(on_evidence * score_scale / (on_score * evidence_scale)))
-
-    def verified(score_rows, pair_inliers_):
-        return (score_rows[:, 0] + weight.weight * evidence(pair_inliers_))[:, None]
-
-    decision = fit_decision(verified(pairs.genuine, genuine_inliers), verified(pairs.impostor, impostor_inliers),
-                            target_false_accept, confuser_rows=verified(pairs.confuser, confuser_inliers))
-    return weight, decision
+    genuine = np.column_stack([pairs.genuine[:, 0], evidence(genuine_inliers)]).reshape(-1, 2)
+    confuser = np.column_stack([pairs.confuser[:, 0], evidence(confuser_inliers)]).reshape(-1, 2)
+    impostor = np.column_stack([pairs.impostor[:, 0], evidence(impostor_inliers)]).reshape(-1, 2)
+    genuine_folds, impostor_folds = np.arange(len(genuine)) % 2, np.asarray(pairs.impostor_folds)
+    verified = [np.full(len(rows), np.nan) for rows in (genuine, confuser, impostor)]
+    for fold in (0, 1):
+        weight = fitted_weight(floor, genuine[genuine_folds != fold], impostor[impostor_folds != fold]).weight
+        for out, rows, folds in zip(verified, (genuine, confuser, impostor),
+                                    (genuine_folds, genuine_folds, impostor_folds)):
+            out[folds == fold] = rows[folds == fold, 0] + weight * rows[folds == fold, 1]
+    decision = fit_decision(verified[0][:, None], verified[2][:, None], target_false_accept,
+                            confuser_rows=verified[1][:, None])
+    return fitted_weight(floor, genuine, impostor), decision
 
 
 def calibrate_with_inliers(gallery, verifier, target_false_accept, weight, fallback):
