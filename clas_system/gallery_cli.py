@@ -39,7 +39,7 @@ from .tasks.calibration import COLUMNS, best_rows, decide, gallery_pairs
 from .tasks.calibration_plot import draw_calibration
 from .tasks.crowding import WEIGHT
 from .tasks.features import build_feature_extractor
-from .tasks.recognition import build_recognizer
+from .tasks.recognition import build_recognizer, keep_keypoints
 
 
 def parse_assignment(text):
@@ -85,7 +85,7 @@ def build(args):
                  else f"milvus collection {settings.gallery.milvus.collection}")
         raise GalleryError(f"{where} already holds a gallery; remove it first or choose another --index-dir")
     extractor = build_feature_extractor(settings.feature)
-    with build_gallery(settings.gallery, extractor) as gallery:
+    with build_gallery(settings.gallery, extractor, keep_keypoints if settings.verification else None) as gallery:
         return gallery.stats()
 
 

@@ -1,12 +1,13 @@
-"""Served verification (rec_system verification: local_features), 2 gunicorn workers: a gallery
+"""Verification (rec_system verification: local_features) served in 2 gunicorn workers: a gallery
 built from a data_file and grown by an add keeps every item's keypoints in its side store, the
 calibration fits an inlier weight on the gallery's own pairs, recognitions verify their best hits
-(whichever worker answers), and a removed item's keypoints go with it."""
+(whichever worker answers), and a removed item's keypoints go with it; clas-gallery build keeps
+them too."""
 import time
 
 from conftest import launch, wait_ready
 
-from clas_system import Client
+from clas_system import Client, gallery_cli
 from clas_system.gallery import open_faiss_gallery
 from clas_system.tasks.verifier import KIND
 from harness.payloads import SHARED_IMAGES
@@ -56,3 +57,13 @@ def test_items_keep_keypoints_and_recognitions_verify_them_in_two_workers(hub_ho
         assert side.get(KIND, added) == [None, side.get(KIND, [added[1]])[0]] and side.count(KIND) == len(listed) + 1
     finally:
         server.stop()
+
+
+def test_clas_gallery_build_keeps_keypoints_with_verification(tmp_path, capsys):
+    photos = [(photo, label) for label in OBJECTS[:2] for photo in gallery_photos(label)]
+    data_file = tmp_path / "objects.txt"
+    data_file.write_text("".join(f"{photo.relative_to(OPENSET)}\t{label}\n" for photo, label in photos))
+    assert gallery_cli.main(["build", "--data-file", str(data_file), "--image-root", str(OPENSET), "--index-dir",
+                             str(tmp_path / "gallery"), "--set", "index_method=Flat",
+                             "--set", "verification=local_features"]) == 0
+    assert open_faiss_gallery(tmp_path / "gallery", read_only=True).side.count(KIND) == len(photos)
