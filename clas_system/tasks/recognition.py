@@ -172,8 +172,9 @@ class Recognizer:
 
     def region_vectors(self, arrays):
         """Each image's candidate regions' embeddings [regions, dim], as recognize_arrays makes them."""
+        detector_defaults = SearchOptions(return_k=1, score_thres=0.0, det_threshold=None, max_det_results=None)
         regions = [candidate_boxes(found, image, self.settings.large_box_share)
-                   for found, image in zip(self.detections(arrays, self.default_options), arrays)]
+                   for found, image in zip(self.detections(arrays, detector_defaults), arrays)]
         vectors = self.embed_regions(arrays, regions)
         ends = np.cumsum([len(boxes) for boxes in regions])
         return np.split(vectors, ends[:-1])
