@@ -120,3 +120,11 @@ def test_openset_bench_serves_a_small_set_and_reports_the_decisions(tmp_path):
     row = json.loads((tmp_path / "out" / "openset.json").read_text())["results"][0]
     assert (row["known"], row["unknown"]) == (2, 2) and row["known_right"] == 1.0 and row["unknown_rejected"] == 1.0
     assert set(row["parts"]) == {"product classes"} and (tmp_path / "out" / "openset_curve.png").stat().st_size > 0
+
+
+def test_verification_cost_times_the_three_parts_on_real_photos(capsys):
+    from bench import verification_cost
+    verification_cost.main(["--queries", "2", "--rounds", "1"])
+    row = capsys.readouterr().out.strip().splitlines()[-1]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[0] == "ms" and all(float(cell) > 0 for cell in cells[1:4]) and cells[4].endswith("×")
