@@ -47,7 +47,7 @@ def test_a_region_s_own_item_is_lifted_above_a_closer_looking_other_label():
     assert rescored[1].score == 0.50 and rescored[2].score == 0.4  # no inliers, no keypoints: as searched
 
 
-def test_regions_that_cannot_reach_the_threshold_are_not_verified():
+def test_regions_whose_decision_verifying_cannot_change_are_not_verified():
     side = MemorySide()
     verifier = Verifier(side)
     hits = [[Hit(1, "a", None, 0.1)]]
@@ -55,6 +55,9 @@ def test_regions_that_cannot_reach_the_threshold_are_not_verified():
     assert verifier.rescore([np.zeros((8, 8, 3), np.uint8)], hits, weight, score_thres=0.2) == hits
     assert side.gets == 0
     assert verifier.rescore([np.zeros((8, 8, 3), np.uint8)], hits, NO_WEIGHT, score_thres=0.0) == hits
+    settled = [[Hit(1, "a", None, 0.9), Hit(2, "a", None, 0.85), Hit(3, "b", None, 0.5)]]  # b: 0.557 at most
+    assert verifier.rescore([np.zeros((8, 8, 3), np.uint8)], settled, weight, score_thres=0.4) == settled
+    assert side.gets == 0
 
 
 def test_kept_features_are_read_once_then_cached():

@@ -99,14 +99,15 @@ class Verifier:
 
     def rescore(self, regions, hits_per_region, weight, score_thres):
         """Each region's hits (best first) with the bonus of their inliers, best first again;
-        `regions` are the RGB crops the hits were searched for. Regions whose best hit cannot
-        reach score_thres even with the largest bonus are left as they are."""
+        `regions` are the RGB crops the hits were searched for. A region is left as it is when
+        verifying cannot change its decision: its best hit cannot reach score_thres even with the
+        largest bonus, or it is accepted already and no other label's hit could overtake it."""
         if weight.weight <= 0:
             return hits_per_region
         rescored = []
         for region, hits in zip(regions, hits_per_region):
             reachable = [hit for hit in hits[:VERIFY_K] if hit.score + weight.largest_bonus >= score_thres]
-            if not reachable:
+            if not reachable or settled(hits, weight, score_thres):
                 rescored.append(hits)
                 continue
             inliers = self.inliers(verification.extract(region), [hit.id for hit in reachable])
@@ -114,6 +115,14 @@ class Verifier:
             verified = [hit._replace(score=hit.score + weight.bonus(inliers.get(hit.id, 0))) for hit in reachable]
             rescored.append(sorted(verified + hits[len(reachable):], key=lambda hit: -hit.score))
         return rescored
+
+
+def settled(hits, weight, score_thres):
+    """Whether a region's best hit is accepted and no other label's hit among the verified ones
+    could overtake it with the largest bonus (verifying can only raise scores)."""
+    best = hits[0]
+    return best.score >= score_thres and all(hit.score + weight.largest_bonus < best.score
+                                             for hit in hits[1:VERIFY_K] if hit.label != best.label)
 
 
 def pair_inliers(verifier, pairs):
