@@ -3,7 +3,7 @@
 For each served model (PULC text_image_orientation, the text-line classifier, EfficientNet-Lite2
 features at 224, U²-Net-p saliency at 256), on the shared real photos: the model at fp32 and bf16
 and an NNCF INT8 model made here with clas-quantize's code (calibrated on 3 of every 4 photos, its
-float parts at fp32); for U²-Net-p also INT8 with its decoders and side outputs kept in float.
+float parts at fp32); for U²-Net-p also INT8 with its finest decoder stage kept in float.
 Each is run raw (float tensors in, the serving thread count) twice: through the project's
 predictor (create_predictor) and through plain OpenVINO (compile_model on the same file with the
 same properties), in interleaved rounds, median batch time. Agreement with fp32 on all shared
@@ -16,14 +16,13 @@ bench/results/precision.json.
 import argparse
 import json
 import os
-import re
 import statistics
 import time
 from types import SimpleNamespace
 
 import numpy as np
 
-from clas_system.quantize_cli import inputs, split_images, target_for
+from clas_system.quantize_cli import U2NETP_FINEST_DECODER, inputs, split_images, target_for
 from clas_system.runtime.openvino_runtime import program_file
 from clas_system.runtime.predictor import create_predictor
 from clas_system.runtime.quantization import quantize
@@ -37,9 +36,6 @@ MODELS = {"PULC text_image_orientation": ("text_image_orientation", 8),
           "text-line classifier": ("text_line_orientation", 8),
           "EfficientNet-Lite2 features": ("efficientnet_lite2", 8),
           "U²-Net-p saliency 256": ("u2netp", 1)}
-# U²-Net-p's convolutions in graph order: 60 in its six encoder stages, then its five decoder
-# stages and the side outputs
-U2NETP_ENCODER_CONVOLUTIONS = 60
 CPU_FLAGS = ("avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx_vnni")
 
 
@@ -87,10 +83,8 @@ def int8_models(preset, target, calibration):
 
     model = ov.Core().read_model(program_file(target.model_path))
     made = {"INT8": quantize(model, calibration)}
-    if preset == "u2netp":
-        convolutions = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "Convolution"]
-        decoders = [re.escape(name) for name in convolutions[U2NETP_ENCODER_CONVOLUTIONS:]]
-        made["INT8, decoders in float"] = quantize(model, calibration, keep_float=decoders)
+    if preset == "u2netp":  # the first quantized everything; clas-quantize's default keeps this in float
+        made["INT8, finest decoder in float"] = quantize(model, calibration, keep_float=[U2NETP_FINEST_DECODER])
     return made
 
 

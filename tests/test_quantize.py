@@ -77,7 +77,8 @@ def test_served_int8_model_answers_top1_like_fp32_on_every_shared_image(int8_pul
 def test_below_the_agreement_nothing_is_written(photos, tmp_path):
     """Plain post-training INT8 breaks U²-Net-p's saliency mask (mean IoU ~0.4 against float)."""
     output = tmp_path / "saliency"
-    done = clas_quantize("--preset", "u2netp", "--input-size", 128, "--images", photos, "--output", output)
+    done = clas_quantize("--preset", "u2netp", "--quantize-all", "--input-size", 128, "--images", photos,
+                         "--output", output)
     assert done.returncode == 2, done.stderr[-3000:]
     assert "refused: agreement" in done.stderr and "below 0.9" in done.stderr
     assert json.loads(done.stdout[done.stdout.index("{"):])["passed"] is False
