@@ -5,6 +5,7 @@ recognition, served), bench.verification_cost (what local-feature verification c
 bench.precision_bench (f32 / bf16 / INT8 raw on this CPU). What they
 share with the tests (the server launcher, payloads, process stats, wrk, PaddleClas's reference)
 is in harness/. Results are written under bench/results/."""
+import os
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -13,5 +14,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 OLD_REC_DEFAULT = {"feature": {"preset": "dinov2_vits14"}, "scoring": "plain", "score_thres": 0.5,
                    "large_box_share": None, "cpu_precision": "fp32", "detector": {"saliency": {"input_size": 320}}}
 # rec_system's default when issue 23 asked for three times the speed (EfficientNet-Lite2 on five
-# views, crowding at 0.435, U²-Net-p at 256, bf16 where the CPU has it): the ratio rec_scaling reports
-BEFORE_SPEED_REC_DEFAULT = {"detector": {"saliency": {"input_size": 256}}}
+# views, crowding at 0.435, U²-Net-p at 256, bf16 where the CPU has it, each model on every CPU
+# of a lone process): the ratio rec_scaling reports
+BEFORE_SPEED_REC_DEFAULT = {"detector": {"saliency": {"input_size": 256}}, "cpu_threads": os.cpu_count()}

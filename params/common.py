@@ -34,7 +34,8 @@ class PredictorParams:
     enable_mkldnn: bool = setting(True, doc="oneDNN on CPU (Paddle Inference)")
     cpu_threads: Optional[int] = setting(None, min=1, max=256,
                                          doc="math threads per predictor (every backend); None: this process's "
-                                             "share of the CPUs, CPUs / gunicorn workers (at least 1)")
+                                             "share of the CPUs, CPUs / gunicorn workers (at least 1), halved "
+                                             "for rec_system's detector and feature model, which run side by side")
     ir_optim: bool = setting(True, doc="graph optimisation passes")
     cpu_precision: str = setting("fp32", choices=("fp32", "bf16", "auto"),
                                  doc="OpenVINO on CPU; bf16 (CPUs with AVX512-BF16/AMX) moves scores and is faster on "

@@ -301,6 +301,7 @@ def test_an_unset_cpu_threads_is_this_process_share_of_the_cpus(monkeypatch):
 
     monkeypatch.setenv(SERVING_PROCESSES_ENV, "2")
     assert cpu_share() == max(1, os.cpu_count() // 2)
+    assert cpu_share(models_side_by_side=2) == max(1, os.cpu_count() // 4)
     monkeypatch.setenv(SERVING_PROCESSES_ENV, str(4 * os.cpu_count()))
     assert cpu_share() == 1
     monkeypatch.delenv(SERVING_PROCESSES_ENV)

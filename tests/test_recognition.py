@@ -17,6 +17,7 @@ from clas_system.errors import GalleryError
 from clas_system.ops.decode import decode_image
 from clas_system.runtime import derived_models as models
 from clas_system.runtime.derived_models import prepare_derived_model as derived_model_path
+from clas_system.runtime.predictor import cpu_share
 from clas_system.tasks.features import build_feature_extractor
 from clas_system.tasks.recognition import build_recognizer, nms_to_rec_results
 from harness.payloads import SHARED_IMAGES, b64, image_bytes, image_path
@@ -393,6 +394,8 @@ def test_default_pipeline_boxes_and_recognises_the_product(tmp_path):
         best = recognizer.recognize([image_bytes("product/query/anmuxi.jpg")])[0][0]
     finally:
         recognizer.gallery.close()
+    for predictor in (recognizer.detector.predictor, recognizer.features.predictor):  # run side by side
+        assert predictor._params.cpu_threads == cpu_share(models_side_by_side=2), predictor._params
     x1, y1, x2, y2 = 240, 105, 515, 525  # tests/data/product_query_boxes.json
     bx1, by1, bx2, by2 = best["bbox"]
     inter = max(0, min(x2, bx2) - max(x1, bx1)) * max(0, min(y2, by2) - max(y1, by1))

@@ -105,11 +105,13 @@ def int8_candidate(params, backend):
 BACKEND_CLASSES = {"openvino": OpenVinoPredictor, "onnxruntime": OnnxPredictor, "paddle": PaddlePredictor}
 
 
-def cpu_share():
-    """This process's share of the CPUs: serving processes on one machine each get an equal part,
-    so several are never slower than one (SERVING_PROCESSES_ENV: set by the serving layer)."""
+def cpu_share(models_side_by_side=1):
+    """A model's share of the CPUs: serving processes on one machine each get an equal part, so
+    several are never slower than one (SERVING_PROCESSES_ENV: set by the serving layer), and models
+    that run side by side in one process (a recognizer's detector and feature model, each busy
+    with another request) split their process's part, so their threads never outnumber the cores."""
     processes = int(os.environ.get(SERVING_PROCESSES_ENV) or 1)
-    return max(1, (os.cpu_count() or 1) // max(1, processes))
+    return max(1, (os.cpu_count() or 1) // max(1, processes) // max(1, models_side_by_side))
 
 
 def create_predictor(model_path, params, max_batch_size=1, image_input=None, backend=None):
@@ -145,6 +147,7 @@ class LazyPredictor:
         self._loaded_models = {}
         self.precision = None
         self.int8_model = int8_candidate(params, self.backend)
+        self.models_side_by_side = 1  # cpu_share's: set by whoever runs this model beside others
 
     @property
     def model_name(self):
@@ -164,7 +167,7 @@ class LazyPredictor:
 
     def _load(self, image_input):
         if self._params.cpu_threads is None:
-            self._params = dataclasses.replace(self._params, cpu_threads=cpu_share())
+            self._params = dataclasses.replace(self._params, cpu_threads=cpu_share(self.models_side_by_side))
         precision = self.precision.precision if self.precision else self._params.cpu_precision
         try:
             predictor = self._create(image_input, precision)

@@ -275,6 +275,8 @@ def build_recognizer(settings):
     extractor = build_feature_extractor(settings.feature)
     check_embedding_size(settings, extractor)
     detector = build_detector(settings.detector) if settings.detector is not None else None
+    if detector is not None:  # one request's regions are embedded while the next image is searched for boxes
+        extractor.predictor.models_side_by_side = detector.predictor.models_side_by_side = 2
     try:
         gallery = open_or_build_gallery(settings.gallery, extractor,
                                         keep=keep_keypoints if settings.verification else None)
