@@ -180,11 +180,13 @@ class Recognizer:
         return np.split(vectors, ends[:-1])
 
     def verified_search(self, vectors, crops, options):
-        """search, then (with a verifier) each region's best hits verified against its crop."""
+        """search, then (with a verifier) each region's best hits verified against its crop. Which
+        regions need verifying is judged at the default threshold, not the request's, so a hit's
+        score does not depend on the score_thres a request sends."""
         if self.verifier is None:
             return self.search(vectors, options.return_k)
         hits = self.verifier.rescore(crops, self.search(vectors, max(options.return_k, VERIFY_K)),
-                                     self.calibration.inlier_weight(), options.score_thres)
+                                     self.calibration.inlier_weight(), self.default_options.score_thres)
         return [region_hits[:options.return_k] for region_hits in hits]
 
     def add_images(self, arrays, labels, docs=None):
