@@ -174,7 +174,15 @@ def calibrate(args):
         raise GalleryError(f"{where} holds no gallery")
     recognizer = build_recognizer(settings)
     weight = WEIGHT if recognizer.crowding is not None else 0.0
+    if recognizer.verifier is not None and (args.unknown or args.plot):
+        recognizer.gallery.close()
+        raise ParamsError("clas-gallery calibrate: --unknown and --plot cover the similarity score alone, not a "
+                          "gallery that verifies local features (verification: local_features)")
     try:
+        if recognizer.verifier is not None:  # the threshold rec_system serves: scores and inliers fitted together
+            calibration, _weight = calibrate_with_inliers(recognizer.gallery, recognizer.verifier, target, weight,
+                                                          settings.score_thres)
+            return {**calibration.as_dict(), "plot": None}
         extra = unknown_rows(recognizer, unknown_photos(args.unknown), weight) if args.unknown else \
             np.empty((0, len(COLUMNS)))
         pairs = gallery_pairs(recognizer.gallery, weight)

@@ -164,3 +164,6 @@ def test_clas_gallery_calibrate_prints_the_threshold_with_unknown_photos_and_dra
     assert gallery_cli.main(["calibrate", "--index-dir", str(tmp_path / "none"), "--target-false-accept", "0.2",
                              *light]) == 1
     assert "holds no gallery" in capsys.readouterr().err
+    assert gallery_cli.main(["calibrate", "--index-dir", index_dir, "--target-false-accept", "0.2", "--plot",
+                             str(plot), "--set", "verification=local_features", *light]) == 1
+    assert "not a gallery that verifies local features" in capsys.readouterr().err
