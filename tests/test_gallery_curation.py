@@ -143,7 +143,8 @@ def test_thumbnails_are_opt_out(server_factory, tmp_path):
     client = Client(server.url)
     [new_id] = client.gallery("add", images=[image_path(COCO)], labels=["street"])["ids"]
     assert client.gallery("thumbnail", ids=[new_id])["thumbnails"] == [None]
-    assert not (tmp_path / "gallery" / "side.sqlite").exists()
+    with open_faiss_gallery(tmp_path / "gallery", read_only=True) as gallery:
+        assert not {"thumbnail", "region"} & set(gallery.side.usage())
 
 
 def test_cli_lists_relabels_and_writes_thumbnails(gallery, tmp_path, capsys):

@@ -18,14 +18,23 @@ THUMBNAIL_SIDE = 128
 QUALITIES = (90, 80, 65, 50, 35)
 
 
-def jpeg_within(image, max_side):
-    """An RGB uint8 array -> JPEG bytes, longer side at most max_side, at most MAX_BLOB_BYTES."""
+def bgr_within(image, max_side):
+    """An RGB uint8 array -> a BGR array (what cv2 encodes) whose longer side is at most max_side:
+    resized first (INTER_AREA), then its channels reversed, small."""
     height, width = image.shape[:2]
     scale = min(1.0, max_side / max(height, width))
     if scale < 1.0:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    bgr = np.ascontiguousarray(image[:, :, ::-1])
+        image = cv2.resize(np.ascontiguousarray(image), size, interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(image[:, :, ::-1])
+
+
+def jpeg_within(image, max_side):
+    """An RGB uint8 array -> JPEG bytes, longer side at most max_side, at most MAX_BLOB_BYTES."""
+    return bgr_jpeg(bgr_within(image, max_side))
+
+
+def bgr_jpeg(bgr):
     for quality in QUALITIES:
         ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
         if ok and len(data) <= MAX_BLOB_BYTES:
@@ -34,11 +43,16 @@ def jpeg_within(image, max_side):
 
 
 def keep_images(gallery, ids, images, curation):
-    """Put each item's thumbnail and region (as curation says) into the gallery's side store."""
-    if curation.keep_thumbnails:
-        gallery.side.put(THUMBNAIL, ids, [jpeg_within(image, THUMBNAIL_SIDE) for image in images])
+    """Put each item's thumbnail and region (as curation says) into the gallery's side store; the
+    thumbnail is made from the region-sized image (one resize of the full-size one)."""
+    if not (curation.keep_thumbnails or curation.keep_regions):
+        return
+    regions = [bgr_within(image, max(curation.region_side, THUMBNAIL_SIDE)) for image in images]
     if curation.keep_regions:
-        gallery.side.put(REGION, ids, [jpeg_within(image, curation.region_side) for image in images])
+        gallery.side.put(REGION, ids, [bgr_jpeg(region) for region in regions])
+    if curation.keep_thumbnails:
+        gallery.side.put(THUMBNAIL, ids, [bgr_jpeg(bgr_within(region[:, :, ::-1], THUMBNAIL_SIDE))
+                                          for region in regions])
 
 
 def decode_kept(data):
