@@ -126,6 +126,10 @@ def test_an_add_retried_after_its_answer_was_lost_adds_one_item(server_factory, 
     client = Client(server.url)
     add = {"gallery": "add", "images": [b64(image_bytes(COCO))], "labels": ["coco"], "request_id": "add-1"}
     post_and_hang_up(server, add)
+    deadline = time.monotonic() + 60
+    while client.gallery("stats")["stats"]["count"] == 0:  # the first try was made; its answer went nowhere
+        assert time.monotonic() < deadline, "the add whose connection closed was never made"
+        time.sleep(0.2)
     first = client.gallery("add", images=[image_path(COCO)], labels=["coco"], request_id="add-1")
     again = [server.post("rec_system", add)["results"]["ids"] for _ in range(4)]  # on either worker
     assert again == [first["ids"]] * 4
