@@ -22,8 +22,10 @@ ENCODED = ("file protocol", "binary body", f"multipart, {MULTIPART_IMAGES} image
 # (init_args, use_multiprocess, protocols): 2 workers of one math thread each, as issue 9 measured them.
 OUR_SERVERS = {"one process": ({}, False, (*ENCODED, "ndarray protocol")),
                "2 workers": ({"cpu_threads": 1}, True, (*ENCODED, "ndarray protocol")),
+               # the model on one thread, decoding on the other core
+               "one process, cpu_threads 1": ({"cpu_threads": 1}, False, ENCODED),
                # explicit fp32 beside `cpu_precision: auto`, which measures and keeps the faster
-               "one process, fp32": ({"cpu_precision": "fp32"}, False, ENCODED[:2])}
+               "one process, fp32": ({"cpu_precision": "fp32"}, False, ENCODED[1:2])}
 THEIR_SERVERS = {"one process": (2, False), "2 workers": (1, True)}  # (cpu_num_threads, use_multiprocess)
 
 
