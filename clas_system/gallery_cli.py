@@ -40,6 +40,7 @@ from .tasks.calibration_plot import draw_calibration
 from .tasks.crowding import WEIGHT
 from .tasks.features import build_feature_extractor
 from .tasks.recognition import build_recognizer, keep_keypoints
+from .tasks.verifier import calibrate_with_inliers
 
 
 def parse_assignment(text):
@@ -180,9 +181,10 @@ def calibrate(args):
                           "gallery that verifies local features (verification: local_features)")
     try:
         if recognizer.verifier is not None:  # the threshold rec_system serves: scores and inliers fitted together
-            calibration, _weight = calibrate_with_inliers(recognizer.gallery, recognizer.verifier, target, weight,
+            calibration, inliers = calibrate_with_inliers(recognizer.gallery, recognizer.verifier, target, weight,
                                                           settings.score_thres)
-            return {**calibration.as_dict(), "plot": None}
+            return {**calibration.as_dict(), "inlier_floor": inliers.floor, "inlier_weight": inliers.weight,
+                    "plot": None}
         extra = unknown_rows(recognizer, unknown_photos(args.unknown), weight) if args.unknown else \
             np.empty((0, len(COLUMNS)))
         pairs = gallery_pairs(recognizer.gallery, weight)

@@ -2,7 +2,8 @@
 built from a data_file and grown by an add keeps every item's keypoints in its side store, the
 calibration fits an inlier weight on the gallery's own pairs, recognitions verify their best hits
 (whichever worker answers), and a removed item's keypoints go with it; clas-gallery build keeps
-them too."""
+them too, and clas-gallery calibrate fits the inliers as the server does."""
+import json
 import time
 
 from conftest import launch, wait_ready
@@ -59,11 +60,15 @@ def test_items_keep_keypoints_and_recognitions_verify_them_in_two_workers(hub_ho
         server.stop()
 
 
-def test_clas_gallery_build_keeps_keypoints_with_verification(tmp_path, capsys):
-    photos = [(photo, label) for label in OBJECTS[:2] for photo in gallery_photos(label)]
+def test_clas_gallery_builds_with_keypoints_and_calibrates_as_the_server(tmp_path, capsys):
+    photos = [(photo, label) for label in OBJECTS[:5] for photo in gallery_photos(label)]
     data_file = tmp_path / "objects.txt"
     data_file.write_text("".join(f"{photo.relative_to(OPENSET)}\t{label}\n" for photo, label in photos))
-    assert gallery_cli.main(["build", "--data-file", str(data_file), "--image-root", str(OPENSET), "--index-dir",
-                             str(tmp_path / "gallery"), "--set", "index_method=Flat",
-                             "--set", "verification=local_features"]) == 0
+    settings = ["--index-dir", str(tmp_path / "gallery"), "--set", "verification=local_features"]
+    assert gallery_cli.main(["build", "--data-file", str(data_file), "--image-root", str(OPENSET),
+                             "--set", "index_method=Flat", *settings]) == 0
     assert open_faiss_gallery(tmp_path / "gallery", read_only=True).side.count(KIND) == len(photos)
+    capsys.readouterr()
+    assert gallery_cli.main(["calibrate", "--target-false-accept", "0.2", *settings]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["calibrated"] and printed["inlier_floor"] >= 6 and printed["inlier_weight"] > 0
