@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from clas_system import Client
-from clas_system.runtime.model_files import file_sha256
+from clas_system.runtime.model_files import file_sha256, model_files
 from clas_system.runtime.precision import preferred
 from clas_system.runtime.quantization import RECORD_FILE, read_record
 from clas_system.tasks.classify import build_classifier
@@ -58,6 +58,8 @@ def test_the_int8_folder_records_where_it_came_from(int8_pulc):
     assert record["kept_in_float"] == ["MatMul.0"]  # NNCF leaves the classifier head in float
     assert record["accuracy"]["top1_agreement"] == 1.0 and record["accuracy"]["passed"]
     assert record["options"]["mixed"] and not record["forced"]
+    # a gallery's fingerprint hashes the model's files: an IR's weights too
+    assert model_files(str(int8_pulc)) == [str(int8_pulc / "model.xml"), str(int8_pulc / "model.bin")]
 
 
 def test_served_int8_model_answers_top1_like_fp32_on_every_shared_image(int8_pulc, server_factory):

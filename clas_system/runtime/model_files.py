@@ -32,6 +32,17 @@ def paddle_model_files(model_dir):
                      f"(or inference.json) with inference.pdiparams")
 
 
+def model_files(model_path):
+    """Every file a model is made of: an .onnx file; an OpenVINO IR's .xml and .bin; a Paddle
+    folder's program and weights."""
+    ir = openvino_ir(model_path)
+    if ir is not None:
+        return [ir, ir[:-len(".xml")] + ".bin"]
+    if os.path.isfile(model_path):
+        return [model_path]
+    return list(paddle_model_files(model_path))
+
+
 def is_quantized_ir(model_path):
     """Whether the model is an OpenVINO IR with INT8 (FakeQuantize) layers."""
     ir = openvino_ir(model_path)

@@ -26,14 +26,15 @@ from ..runtime.batching import serving_batcher
 from ..runtime.derived_models import prepare_derived_model
 from ..runtime.forked import run_in_child
 from ..runtime.model_checks import declared_shapes
-from ..runtime.model_files import paddle_model_files
+from ..runtime.model_files import model_files
 from ..runtime.predictor import ImageModel, build_image_model
 from .per_image import each_image
 
 
 def model_sha256(model_path):
-    """sha256 over a model's files: the .onnx file, or a Paddle folder's program and weights."""
-    files = [model_path] if os.path.isfile(model_path) else list(paddle_model_files(model_path))
+    """sha256 over a model's files: the .onnx file, an OpenVINO IR's .xml and .bin, or a Paddle
+    folder's program and weights."""
+    files = model_files(model_path)
     digest = hashlib.sha256()
     for path in files:
         digest.update(os.path.basename(path).encode() + b"\0")
