@@ -62,6 +62,7 @@ def served_row(wrk, server, module, bodies, body_list, seconds, warmup_seconds, 
     images = max(out["requests"] * images_per_request, 1)
     return {"img_per_s": images / (out["duration_us"] / 1e6), "p50_ms": out["p50_us"] / 1000,
             "p99_ms": out["p99_us"] / 1000, "server_cpu_ms_per_image": server_s * 1000 / images,
-            "requests": out["requests"], "bad_answers": out["bad_answers"], "socket_errors": out["socket_errors"],
+            "requests": out["requests"], "seconds": out["duration_us"] / 1e6,
+            "bad_answers": out["bad_answers"], "socket_errors": out["socket_errors"],
             "loadavg_before": before["loadavg"], "wrk_cpu_cores": wrk_s / wall,
             "other_cpu_cores": max(0.0, busy_s - server_s - wrk_s) / wall}

@@ -10,6 +10,7 @@ from harness.hub_server import start_hub_server
 from harness.paddleclas_reference import PaddleClasReferenceError, reference_scores, time_predict_cls
 from harness.payloads import file_body, image_bytes, image_path
 from harness.process_stats import rss_summary
+from bench.served import BOUNDARY, multipart_body
 from harness.wrk import find_wrk, run_wrk, served_row, write_bodies
 from params import load_classifier_settings
 
@@ -42,6 +43,19 @@ def test_wrk_measures_a_real_server_and_its_cpu(wrk, bench_server, tmp_path):
     assert 0 < row["p50_ms"] <= row["p99_ms"]
     assert row["img_per_s"] > 10
     assert 0.1 < row["server_cpu_ms_per_image"] < 1000  # counted from the server's process group
+
+
+def test_wrk_drives_binary_bodies_and_counts_images_per_request(wrk, bench_server, tmp_path):
+    images = [image_bytes(name) for name in TEXT_LINES]
+    one = served_row(wrk, bench_server, "clas_system", images, write_bodies(tmp_path, "image", images),
+                     seconds=1.0, warmup_seconds=1.0, content_type="image/png")
+    assert one["requests"] > 10 and one["bad_answers"] == 0 and one["socket_errors"] == 0
+    body = multipart_body(images)
+    two = served_row(wrk, bench_server, "clas_system", [body], write_bodies(tmp_path, "multipart", [body]),
+                     seconds=1.0, warmup_seconds=1.0, content_type=f"multipart/form-data; boundary={BOUNDARY}",
+                     images_per_request=2)
+    assert two["requests"] > 5 and two["bad_answers"] == 0
+    assert two["img_per_s"] == pytest.approx(2 * two["requests"] / two["seconds"])
 
 
 def test_wrk_counts_refused_requests_as_bad(wrk, bench_server, tmp_path):
