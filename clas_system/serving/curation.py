@@ -98,7 +98,7 @@ def enrol_request(recognizer, request):
     doc = text_field(request, "doc")
     queue = review_queue(recognizer)
     arrays = recognizer.decode_all([queue.region(entry)])
-    ids = recognizer.gallery.add(recognizer.embed_images(arrays), [label], [doc])
+    ids = recognizer.add_images(arrays, [label], [doc])  # with its keypoints when the recognizer verifies
     keep_images(recognizer.gallery, ids, arrays, recognizer.settings.gallery.curation)
     queue.dismiss([entry])
     return {"ids": ids}
