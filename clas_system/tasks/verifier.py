@@ -8,10 +8,10 @@ turned into score by a weight fitted on the gallery's own pairs.
     calibration, weight = calibrate_with_inliers(gallery, verifier, 0.05, crowding_weight, fallback)
 
 A verified hit scores `hit.score + weight.bonus(inliers)`: its (crowding) score plus the fitted
-score of the inliers above what impostor pairs reach. rec_scores and score_thres keep their
-scale, and a hit with no inliers keeps its score. A region is only verified when its best hit
-could reach score_thres with the largest bonus there is, so clear unknowns cost nothing; only
-its VERIFY_K best hits are verified.
+score of the inliers above what the gallery's wrong pairs reach. rec_scores and score_thres keep
+their scale, and a hit with no inliers keeps its score. Only a region's VERIFY_K best hits are
+verified, and only when that can change its decision (see Verifier.rescore): clear unknowns and
+clear matches cost nothing.
 """
 import collections
 import dataclasses
@@ -25,7 +25,8 @@ from .decision import complete, fit_decision, fit_logistic
 
 KIND = "keypoints"  # the side store's kind for an item's verification.to_bytes
 VERIFY_K = 5  # best hits of a region verified
-NOISE_INLIERS = 6  # the most inliers unrelated photos reach (measured: docs/recognition.md)
+NOISE_INLIERS = 6  # the most inliers photos of different labels reached, gallery against gallery, on half
+#                   of ../shared/openset's labels (the floor of a gallery whose wrong pairs reach fewer)
 FLOOR_QUANTILE = 0.99  # of the gallery's wrong pairs' inliers: below it, no evidence
 CACHE_ITEMS = 2000  # items' features kept decoded in memory (ids are never reused)
 CACHE_PAIRS = 100_000  # gallery pairs' inliers remembered between calibrations
