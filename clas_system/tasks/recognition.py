@@ -148,6 +148,11 @@ class Recognizer:
         return [self.detector.to_results(boxes, options.det_threshold, options.max_det_results)
                 for boxes in self.detect(inputs)]
 
+    def candidate_regions(self, arrays, options):
+        """Each image's candidate boxes: the detected ones, then the whole image (candidate_boxes)."""
+        return [candidate_boxes(found, image, self.settings.large_box_share)
+                for found, image in zip(self.detections(arrays, options), arrays)]
+
     def region_tensors(self, arrays, regions):
         """Model inputs of every view of every region of every image, flat; every failure reported
         by image index."""
@@ -173,8 +178,7 @@ class Recognizer:
     def region_vectors(self, arrays):
         """Each image's candidate regions' embeddings [regions, dim], as recognize_arrays makes them."""
         detector_defaults = SearchOptions(return_k=1, score_thres=0.0, det_threshold=None, max_det_results=None)
-        regions = [candidate_boxes(found, image, self.settings.large_box_share)
-                   for found, image in zip(self.detections(arrays, detector_defaults), arrays)]
+        regions = self.candidate_regions(arrays, detector_defaults)
         vectors = self.embed_regions(arrays, regions)
         ends = np.cumsum([len(boxes) for boxes in regions])
         return np.split(vectors, ends[:-1])
@@ -199,8 +203,7 @@ class Recognizer:
     def recognize_arrays(self, arrays, options=None):
         """RGB arrays -> one list of {"bbox", "rec_docs", "rec_scores", "rec_id"} per image."""
         options = options or self.default_options
-        regions = [candidate_boxes(found, image, self.settings.large_box_share)
-                   for found, image in zip(self.detections(arrays, options), arrays)]
+        regions = self.candidate_regions(arrays, options)
         crops = [crop(image, box) for image, boxes in zip(arrays, regions) for box in boxes]
         hits = self.verified_search(self.embed_regions(arrays, regions), crops, options)
         results, start = [], 0
